@@ -1,0 +1,65 @@
+/*
+ * cli.h - what the idprime command's subcommands share: the common
+ * options, opening a client, and exit codes.
+ */
+#ifndef IDPRIME_CLI_H
+#define IDPRIME_CLI_H
+
+#include <stdio.h>
+
+#include "idprime/idprime.h"
+
+enum { EXIT_WORK = 1, EXIT_USAGE = 2 };
+
+/* Options every command takes. */
+typedef struct cli_common {
+    const char *metrics;   /* --metrics FILE, "-" for stdout */
+    int verbose;           /* -v: info messages too */
+} cli_common;
+
+/* The subcommands: each parses its own arguments (argv[0] is its name). */
+int cmd_plugins(int argc, char **argv);
+int cmd_next(int argc, char **argv);
+int cmd_incr(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+
+/* Prints "idprime CMD: message" on stderr. */
+void cli_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The log callback: warnings and errors on stderr (info with -v). */
+void cli_log(void *ud, int level, const char *msg);
+
+/* The default store when a command is given none: $IDPRIME_URI, else the
+ * embedded SQLite file $XDG_DATA_HOME/idprime/idprime.db (its folder is
+ * created). Returns a static buffer. */
+const char *cli_default_uri(void);
+
+/* 1 when `arg` looks like a store URI (has "://"). */
+int cli_is_uri(const char *arg);
+
+/* Opens a client with the CLI's logging; prints the error and returns NULL
+ * on failure, with *exit_code set (2 for a bad URI or parameter). */
+idp_client *cli_open(const char *cmd, const char *uri, const cli_common *co,
+                     int *exit_code);
+
+/* Writes the metrics if --metrics was given; returns 0 or EXIT_WORK. */
+int cli_write_metrics(const char *cmd, idp_client *c, const cli_common *co);
+
+/* The long options every command accepts, for getopt_long tables. */
+#define CLI_COMMON_LONGOPTS                                 \
+    {"metrics", required_argument, NULL, 'M'},              \
+    {"verbose", no_argument, NULL, 'v'},                    \
+    {"help", no_argument, NULL, 'h'}
+#define CLI_COMMON_SHORTOPTS "vh"
+
+/* Handles a common option returned by getopt_long: 1 when handled, 0 when
+ * not one of them, -1 when --help was asked for (usage already printed). */
+int cli_common_opt(int opt, cli_common *co, const char *usage);
+
+/* Parses a whole decimal number in [min, max]; returns 0 or -1. */
+int cli_number(const char *s, unsigned long long min, unsigned long long max,
+               unsigned long long *out);
+
+#endif

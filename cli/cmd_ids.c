@@ -1,0 +1,228 @@
+/*
+ * cmd_ids.c - the commands that work on counters: next, incr, get; and
+ * plugins.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Parses the common options and splits [URI] off the positional args.
+ * Returns -1 on done (help), EXIT_USAGE on bad usage, else 0 with
+ * *uri and the remaining positionals in argv[optind..]. */
+static int parse(int argc, char **argv, const char *text, const char *shorts,
+                 const struct option *longs, cli_common *co,
+                 int (*own)(int, void *), void *ud, const char **uri)
+{
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+        int r = cli_common_opt(opt, co, text);
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            continue;
+        if (own == NULL || own(opt, ud) != 0) {
+            fputs(text, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    *uri = NULL;
+    if (optind < argc && cli_is_uri(argv[optind]))
+        *uri = argv[optind++];
+    if (*uri == NULL)
+        *uri = cli_default_uri();
+    return 0;
+}
+
+/* Opens the client and the counter; returns the client or NULL. */
+static idp_client *open_counter(const char *cmd, const char *uri,
+                                const char *name, const cli_common *co,
+                                idp_counter **ctr, int *rc)
+{
+    idp_client *c = cli_open(cmd, uri, co, rc);
+    if (c == NULL)
+        return NULL;
+    idp_error err;
+    if ((*ctr = idp_counter_get(c, name, &err)) == NULL) {
+        cli_error(cmd, "%s", err.msg);
+        *rc = EXIT_USAGE;
+        idp_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Writes metrics, closes, and folds the exit codes. */
+static int finish(const char *cmd, idp_client *c, const cli_common *co, int rc)
+{
+    if (fflush(stdout) != 0 && rc == 0) {
+        cli_error(cmd, "cannot write the output");
+        rc = EXIT_WORK;
+    }
+    int mrc = cli_write_metrics(cmd, c, co);
+    idp_close(c);
+    return rc != 0 ? rc : mrc;
+}
+
+static const char next_usage[] =
+    "usage: idprime next [URI] COUNTER [-n N] [--metrics FILE]\n"
+    "Prints N (default 1) new IDs of COUNTER, one a line.\n";
+
+static int next_opt(int opt, void *ud)
+{
+    if (opt != 'n')
+        return -1;
+    if (cli_number(optarg, 1, 1000000000ULL, ud) != 0) {
+        cli_error("next", "-n '%s': expected a whole number in 1..1000000000",
+                  optarg);
+        exit(EXIT_USAGE);
+    }
+    return 0;
+}
+
+int cmd_next(int argc, char **argv)
+{
+    static const struct option longs[] = {
+        {"count", required_argument, NULL, 'n'}, CLI_COMMON_LONGOPTS, {0}};
+    cli_common co = {0};
+    unsigned long long n = 1;
+    const char *uri;
+    int rc = parse(argc, argv, next_usage, CLI_COMMON_SHORTOPTS "n:", longs,
+                   &co, next_opt, &n, &uri);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    if (argc - optind != 1) {
+        fputs(next_usage, stderr);
+        return EXIT_USAGE;
+    }
+    idp_counter *ctr;
+    idp_client *c = open_counter("next", uri, argv[optind], &co, &ctr, &rc);
+    if (c == NULL)
+        return rc;
+    for (unsigned long long i = 0; i < n; i++) {
+        uint64_t id;
+        idp_error err;
+        if (idp_next(ctr, &id, &err) != IDP_OK) {
+            cli_error("next", "%s", err.msg);
+            rc = EXIT_WORK;
+            break;
+        }
+        printf("%llu\n", (unsigned long long)id);
+    }
+    return finish("next", c, &co, rc);
+}
+
+static const char incr_usage[] =
+    "usage: idprime incr [URI] COUNTER DELTA [--metrics FILE]\n"
+    "Allocates DELTA consecutive IDs (INCRBY) and prints the last one, v;\n"
+    "the caller owns v-DELTA+1 .. v.\n";
+
+int cmd_incr(int argc, char **argv)
+{
+    static const struct option longs[] = {CLI_COMMON_LONGOPTS, {0}};
+    cli_common co = {0};
+    const char *uri;
+    int rc = parse(argc, argv, incr_usage, CLI_COMMON_SHORTOPTS, longs, &co,
+                   NULL, NULL, &uri);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    if (argc - optind != 2) {
+        fputs(incr_usage, stderr);
+        return EXIT_USAGE;
+    }
+    unsigned long long delta;
+    if (cli_number(argv[optind + 1], 1, IDP_MAX_VALUE, &delta) != 0) {
+        cli_error("incr", "DELTA '%s': expected a whole number in "
+                  "1..9223372036854775807", argv[optind + 1]);
+        return EXIT_USAGE;
+    }
+    idp_counter *ctr;
+    idp_client *c = open_counter("incr", uri, argv[optind], &co, &ctr, &rc);
+    if (c == NULL)
+        return rc;
+    uint64_t last;
+    idp_error err;
+    if (idp_incr(ctr, delta, &last, &err) != IDP_OK) {
+        cli_error("incr", "%s", err.msg);
+        rc = EXIT_WORK;
+    } else {
+        printf("%llu\n", (unsigned long long)last);
+    }
+    return finish("incr", c, &co, rc);
+}
+
+static const char get_usage[] =
+    "usage: idprime get [URI] COUNTER\n"
+    "Prints the store's value of COUNTER (the last ID handed out by anyone;\n"
+    "0 for a counter the store has never seen). Allocates nothing.\n";
+
+int cmd_get(int argc, char **argv)
+{
+    static const struct option longs[] = {CLI_COMMON_LONGOPTS, {0}};
+    cli_common co = {0};
+    const char *uri;
+    int rc = parse(argc, argv, get_usage, CLI_COMMON_SHORTOPTS, longs, &co,
+                   NULL, NULL, &uri);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    if (argc - optind != 1) {
+        fputs(get_usage, stderr);
+        return EXIT_USAGE;
+    }
+    idp_client *c = cli_open("get", uri, &co, &rc);
+    if (c == NULL)
+        return rc;
+    uint64_t v;
+    idp_error err;
+    int st = idp_get(c, argv[optind], &v, NULL, &err);
+    if (st != IDP_OK) {
+        cli_error("get", "%s", err.msg);
+        rc = st == IDP_EINVAL ? EXIT_USAGE : EXIT_WORK;
+    } else {
+        printf("%llu\n", (unsigned long long)v);
+    }
+    return finish("get", c, &co, rc);
+}
+
+static const char plugins_usage[] =
+    "usage: idprime plugins [-v]\n"
+    "Lists the store plugins found on the search path (IDPRIME_PLUGIN_PATH,\n"
+    "the build tree, the install folder); -v also reports refused files.\n";
+
+static void print_plugin(void *ud, const idp_plugin_info *p)
+{
+    (void)ud;
+    printf("%-10s %-16s %-4u %s\n", p->name, p->schemes, p->abi_version, p->path);
+}
+
+int cmd_plugins(int argc, char **argv)
+{
+    static const struct option longs[] = {CLI_COMMON_LONGOPTS, {0}};
+    cli_common co = {0};
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longs, NULL)) != -1) {
+        int r = cli_common_opt(opt, &co, plugins_usage);
+        if (r < 0)
+            return 0;
+        if (r == 0) {
+            fputs(plugins_usage, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fputs(plugins_usage, stderr);
+        return EXIT_USAGE;
+    }
+    /* Refused plugins are always worth a warning here. */
+    idp_options o = {.size = sizeof o, .log = cli_log, .log_ud = &co};
+    idp_error err;
+    printf("%-10s %-16s %-4s %s\n", "NAME", "SCHEMES", "ABI", "PATH");
+    if (idp_plugins(&o, print_plugin, NULL, &err) != IDP_OK) {
+        cli_error("plugins", "%s", err.msg);
+        return EXIT_WORK;
+    }
+    return 0;
+}

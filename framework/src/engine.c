@@ -1,0 +1,523 @@
+/*
+ * engine.c - the batching/prefetch engine: a pool per counter filled in
+ * batches, the per-ID claim path, waiting for a fetch, and the background
+ * worker that fetches the next batch at the low watermark.
+ *
+ * Invariants:
+ * - At most one fetch per counter is in flight (`inflight`, under mu), so a
+ *   counter's store answers arrive in the order they were asked for, and
+ *   the regression guard can compare each with the highest value held.
+ * - A segment is installed only once the previous one is exhausted (or
+ *   abandoned), and every segment lies above the one before, so the IDs of
+ *   one counter strictly increase within the client.
+ * - An ID is handed out only from a claim whose whole range lies inside
+ *   the segment of the claim's generation; claims are unique because they
+ *   come from one fetch-add. Anything else (a claim across a segment's end,
+ *   a ready batch too small for a large incr) becomes a gap, never a reuse.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define GEN_MASK ((UINT64_C(1) << (64 - OFF_BITS)) - 1)
+
+const double idp_buckets[NBUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+};
+
+enum claim_result { CLAIM_OK, CLAIM_OK_TRIGGER, CLAIM_MISS };
+
+typedef struct claim {
+    uint64_t first;     /* the first ID of a good claim */
+    uint64_t straddled; /* on a miss: offsets claimed inside the segment */
+} claim;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/*
+ * HOT: runs once per next()/incr() on a warm pool. One fetch-add and a
+ * seqlock read of the segment; no lock, no allocation, no syscall.
+ */
+static inline enum claim_result claim_fast(idp_counter *c, uint64_t n,
+                                           claim *out)
+{
+    uint64_t t = atomic_fetch_add_explicit(&c->ticket, n, memory_order_acquire);
+    uint64_t g = t >> OFF_BITS, off = t & OFF_MASK;
+    segment *s = &c->seg[g & (SEG_RING - 1)];
+    uint64_t g1 = atomic_load_explicit(&s->gen, memory_order_acquire);
+    uint64_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
+    uint64_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
+    uint64_t trig = atomic_load_explicit(&s->trigger, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    uint64_t g2 = atomic_load_explicit(&s->gen, memory_order_relaxed);
+    out->straddled = 0;
+    if (unlikely(g1 != g * 2 || g2 != g1))
+        return CLAIM_MISS; /* the slot was reused: this claim is a gap */
+    if (likely(off + n <= len)) {
+        out->first = base + off;
+        return off < trig && off + n >= trig ? CLAIM_OK_TRIGGER : CLAIM_OK;
+    }
+    if (off < len)
+        out->straddled = len - off;
+    return CLAIM_MISS;
+}
+
+/* Queues a background fetch for the counter, unless one is in flight or
+ * ready already. Called with c->mu held. */
+static void request_async(idp_counter *c)
+{
+    if (c->inflight || c->has_ready || c->queued || c->legacy)
+        return;
+    idp_client *cl = c->client;
+    c->queued = 1;
+    pthread_mutex_lock(&cl->qmu);
+    c->qnext = cl->queue;
+    cl->queue = c;
+    pthread_cond_signal(&cl->qcv);
+    pthread_mutex_unlock(&cl->qmu);
+}
+
+static void prefetch_trigger(idp_counter *c)
+{
+    pthread_mutex_lock(&c->mu);
+    request_async(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/*
+ * Publishes [base, base+len) as the new segment with `claimed` offsets
+ * already taken by the caller, retiring the current one. Called with c->mu
+ * held.
+ */
+static void install(idp_counter *c, uint64_t base, uint64_t len,
+                    uint64_t claimed)
+{
+    uint64_t g = (c->gen + 1) & GEN_MASK;
+    segment *s = &c->seg[g & (SEG_RING - 1)];
+    uint64_t trigger = len - len * c->low_watermark / 100;
+
+    /* seqlock write: odd generation while the slot changes */
+    atomic_store_explicit(&s->gen, g * 2 + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&s->base, base, memory_order_relaxed);
+    atomic_store_explicit(&s->len, len, memory_order_relaxed);
+    atomic_store_explicit(&s->trigger, trigger, memory_order_relaxed);
+    atomic_store_explicit(&s->gen, g * 2, memory_order_release);
+
+    uint64_t old = atomic_exchange_explicit(&c->ticket, g << OFF_BITS | claimed,
+                                            memory_order_acq_rel);
+    uint64_t old_off = old & OFF_MASK;
+    c->claimed_retired += old_off < c->cur_len ? old_off : c->cur_len;
+    c->gen = g;
+    c->cur_len = len;
+    if (len > 0 && claimed >= trigger)
+        request_async(c);
+}
+
+/*
+ * Takes the result of a fetch of op->n IDs: checks the answer, applies the
+ * regression guard, and on success leaves the batch ready for the pool
+ * (to_pool) or to the caller (metaprime=0). Called with c->mu held; wakes
+ * every waiter. On error fills e and remembers it for the waiters.
+ */
+static int fetch_done(idp_counter *c, const idp_incr_op *op, double dt,
+                      int async, int to_pool, idp_error *e)
+{
+    int rc = op->status;
+    c->inflight = 0;
+    c->fetch_seq++;
+    if (rc == IDP_OK && op->value > IDP_MAX_VALUE)
+        rc = idp_seterr(e, IDP_ERANGE, "the store answered %llu: counters "
+                        "stay below 2^63", (unsigned long long)op->value);
+    else if (rc == IDP_OK && op->value < op->n)
+        rc = idp_seterr(e, IDP_ESTORE, "the store answered %llu to an "
+                        "increment of %llu (nonsense)",
+                        (unsigned long long)op->value,
+                        (unsigned long long)op->n);
+    else if (rc == IDP_OK && op->value - op->n + 1 <= c->high) {
+        c->regressions++;
+        rc = idp_seterr(e, IDP_EREGRESS, "the store answered %llu..%llu, at "
+                        "or below %llu already held: it lost data; refused "
+                        "(raise the counter above %llu to continue)",
+                        (unsigned long long)(op->value - op->n + 1),
+                        (unsigned long long)op->value,
+                        (unsigned long long)c->high,
+                        (unsigned long long)c->high);
+    }
+    if (rc != IDP_OK) {
+        idp_prefixerr(e, "counter '%s'", c->name);
+        c->errors++;
+        atomic_fetch_add_explicit(&c->client->errors, 1, memory_order_relaxed);
+        c->fail_seq = c->fetch_seq;
+        c->last_err = *e;
+        pthread_cond_broadcast(&c->cv);
+        return rc;
+    }
+    c->high = op->value;
+    c->prime_calls++;
+    c->prefetch_async += async != 0;
+    c->fetched += op->n;
+    c->fetch_seconds += dt;
+    size_t b = 0;
+    while (b < NBUCKETS && dt > idp_buckets[b])
+        b++;
+    c->buckets[b]++;
+    if (to_pool) {
+        c->has_ready = 1;
+        c->ready_base = op->value - op->n + 1;
+        c->ready_len = op->n;
+    }
+    pthread_cond_broadcast(&c->cv);
+    return IDP_OK;
+}
+
+/* A fetch of n IDs on the caller's thread. Called with c->mu held and no
+ * fetch in flight; mu is released during the store call. */
+static int fetch_sync(idp_counter *c, uint64_t n, int to_pool, uint64_t *last,
+                      idp_error *e)
+{
+    c->inflight = 1;
+    pthread_mutex_unlock(&c->mu);
+    idp_incr_op op = {c->key, n, 0, IDP_OK};
+    double t0 = now_s();
+    op.status = store_incr(&c->client->st, c->key, n, &op.value, e);
+    double dt = now_s() - t0;
+    pthread_mutex_lock(&c->mu);
+    int rc = fetch_done(c, &op, dt, 0, to_pool, e);
+    if (rc == IDP_OK && last != NULL)
+        *last = op.value;
+    return rc;
+}
+
+/* Waits for the fetch in flight to finish, bounded well beyond the store's
+ * own timeout. Called with c->mu held. */
+static int wait_fetch(idp_counter *c, idp_error *e)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    uint64_t ms = (uint64_t)c->client->cfg.timeout_ms * 2 + 1000;
+    dl.tv_sec += (time_t)(ms / 1000);
+    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    uint64_t seq = c->fetch_seq;
+    while (c->inflight && c->fetch_seq == seq)
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) != 0)
+            return idp_seterr(e, IDP_ETIMEOUT, "counter '%s': a fetch in "
+                              "flight did not finish within %llu ms",
+                              c->name, (unsigned long long)ms);
+    return IDP_OK;
+}
+
+/* metaprime=0: every allocation is one store round trip, one at a time per
+ * counter so the regression guard sees answers in order. */
+static int alloc_legacy(idp_counter *c, uint64_t n, uint64_t *first,
+                        idp_error *e)
+{
+    pthread_mutex_lock(&c->mu);
+    int rc = IDP_OK;
+    while (c->inflight && rc == IDP_OK)
+        rc = wait_fetch(c, e);
+    uint64_t last = 0;
+    if (rc == IDP_OK)
+        rc = fetch_sync(c, n, 0, &last, e);
+    c->waited++;
+    if (rc == IDP_OK) {
+        c->direct_served += n;
+        *first = last - n + 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+/*
+ * An incr too large for the pool: fetched on its own. The pool is dropped
+ * first (a gap), so every later ID stays above this range. Called with
+ * c->mu held.
+ */
+static int alloc_direct(idp_counter *c, uint64_t n, uint64_t *first,
+                        idp_error *e)
+{
+    int rc = IDP_OK;
+    while (c->inflight && rc == IDP_OK)
+        rc = wait_fetch(c, e);
+    c->waited++;
+    if (rc != IDP_OK)
+        return rc;
+    if (c->has_ready) {
+        c->has_ready = 0;
+        c->skipped += c->ready_len;
+    }
+    install(c, 0, 0, 0);
+    uint64_t last = 0;
+    if ((rc = fetch_sync(c, n, 0, &last, e)) == IDP_OK) {
+        c->direct_served += n;
+        *first = last - n + 1;
+    }
+    return rc;
+}
+
+/*
+ * The pool could not serve the claim: install a ready batch, wait for the
+ * one in flight, or fetch on the caller's thread. `straddled` is what the
+ * failed fast claim skipped.
+ */
+static int alloc_slow(idp_counter *c, uint64_t n, uint64_t straddled,
+                      uint64_t *first, idp_error *e)
+{
+    if (c->legacy)
+        return alloc_legacy(c, n, first, e);
+    pthread_mutex_lock(&c->mu);
+    c->straddled += straddled;
+    if (n > FAST_MAX) {
+        int rc = alloc_direct(c, n, first, e);
+        pthread_mutex_unlock(&c->mu);
+        return rc;
+    }
+    int rc = IDP_OK, waited = 0;
+    uint64_t waited_seq = 0;
+    for (;;) {
+        claim cl;
+        enum claim_result r = claim_fast(c, n, &cl);
+        c->straddled += cl.straddled;
+        if (r != CLAIM_MISS) {
+            *first = cl.first;
+            if (r == CLAIM_OK_TRIGGER)
+                request_async(c);
+            break;
+        }
+        if (c->has_ready) {
+            c->has_ready = 0;
+            if (c->ready_len >= n) {
+                *first = c->ready_base;
+                install(c, c->ready_base, c->ready_len, n);
+                break;
+            }
+            /* Too small for this incr: skipped, so IDs keep increasing. */
+            c->skipped += c->ready_len;
+            continue;
+        }
+        if (waited && c->fail_seq > waited_seq) {
+            /* the fetch this call waited for failed */
+            *e = c->last_err;
+            rc = e->code;
+            break;
+        }
+        waited = 1;
+        waited_seq = c->fetch_seq;
+        if (c->inflight) {
+            if ((rc = wait_fetch(c, e)) != IDP_OK)
+                break;
+            continue;
+        }
+        uint64_t size = n > c->batch ? n : c->batch;
+        if ((rc = fetch_sync(c, size, 1, NULL, e)) != IDP_OK)
+            break;
+    }
+    /* Keep the offset bits far from overflowing into the generation. */
+    if ((atomic_load_explicit(&c->ticket, memory_order_relaxed) & OFF_MASK) >
+        OFF_MASK / 2)
+        install(c, 0, 0, 0);
+    if (waited)
+        c->waited++;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+API int idp_next(idp_counter *c, uint64_t *id, idp_error *err)
+{
+    /* HOT: a warm pool serves the ID here. */
+    claim cl = {0, 0};
+    if (likely(!c->legacy)) {
+        enum claim_result r = claim_fast(c, 1, &cl);
+        if (likely(r == CLAIM_OK)) {
+            *id = cl.first;
+            return IDP_OK;
+        }
+        if (r == CLAIM_OK_TRIGGER) {
+            prefetch_trigger(c);
+            *id = cl.first;
+            return IDP_OK;
+        }
+    }
+    idp_error e;
+    int rc = alloc_slow(c, 1, cl.straddled, id, &e);
+    if (rc != IDP_OK && err != NULL)
+        *err = e;
+    return rc;
+}
+
+API int idp_incr(idp_counter *c, uint64_t n, uint64_t *last, idp_error *err)
+{
+    if (n == 0)
+        return idp_seterr(err, IDP_EINVAL, "counter '%s': incr needs n >= 1",
+                          c->name);
+    if (n > IDP_MAX_VALUE)
+        return idp_seterr(err, IDP_ERANGE, "counter '%s': incr of %llu "
+                          "would pass 2^63", c->name, (unsigned long long)n);
+    claim cl = {0, 0};
+    if (likely(!c->legacy && n <= FAST_MAX)) {
+        enum claim_result r = claim_fast(c, n, &cl);
+        if (r != CLAIM_MISS) {
+            if (r == CLAIM_OK_TRIGGER)
+                prefetch_trigger(c);
+            *last = cl.first + n - 1;
+            return IDP_OK;
+        }
+    }
+    idp_error e;
+    uint64_t first = 0;
+    int rc = alloc_slow(c, n, cl.straddled, &first, &e);
+    if (rc != IDP_OK) {
+        if (err != NULL)
+            *err = e;
+        return rc;
+    }
+    *last = first + n - 1;
+    return IDP_OK;
+}
+
+/* ---- Background worker ------------------------------------------------ */
+
+#define WORK_CHUNK 32
+
+/* Fetches the next batch of every queued counter, several in one round trip
+ * where the store allows. */
+static void run_fetches(idp_client *cl, idp_counter *list)
+{
+    while (list != NULL) {
+        idp_counter *cs[WORK_CHUNK];
+        idp_incr_op ops[WORK_CHUNK];
+        idp_error errs[WORK_CHUNK];
+        size_t k = 0;
+        while (list != NULL && k < WORK_CHUNK) {
+            idp_counter *c = list;
+            list = c->qnext;
+            pthread_mutex_lock(&c->mu);
+            c->queued = 0;
+            if (!c->inflight && !c->has_ready) {
+                c->inflight = 1;
+                ops[k] = (idp_incr_op){c->key, c->batch, 0, IDP_OK};
+                cs[k++] = c;
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
+        if (k == 0)
+            continue;
+        double t0 = now_s();
+        store_incr_many(&cl->st, ops, k, errs);
+        double dt = now_s() - t0;
+        for (size_t i = 0; i < k; i++) {
+            pthread_mutex_lock(&cs[i]->mu);
+            if (fetch_done(cs[i], &ops[i], dt, 1, 1, &errs[i]) != IDP_OK)
+                store_log(&cl->st, IDP_LOG_DEBUG, "background fetch failed: %s",
+                          errs[i].msg);
+            pthread_mutex_unlock(&cs[i]->mu);
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    idp_client *cl = arg;
+    pthread_mutex_lock(&cl->qmu);
+    for (;;) {
+        while (!cl->stopping && cl->queue == NULL)
+            pthread_cond_wait(&cl->qcv, &cl->qmu);
+        if (cl->stopping)
+            break;
+        idp_counter *list = cl->queue;
+        cl->queue = NULL;
+        pthread_mutex_unlock(&cl->qmu);
+        run_fetches(cl, list);
+        pthread_mutex_lock(&cl->qmu);
+    }
+    pthread_mutex_unlock(&cl->qmu);
+    return NULL;
+}
+
+int engine_start(idp_client *cl, idp_error *err)
+{
+    pthread_mutex_init(&cl->qmu, NULL);
+    pthread_cond_init(&cl->qcv, NULL);
+    if (cl->cfg.metaprime == 0)
+        return IDP_OK;
+    if (pthread_create(&cl->worker, NULL, worker_main, cl) != 0)
+        return idp_seterr(err, IDP_ENOMEM, "cannot start the fetch thread");
+    cl->worker_running = 1;
+    return IDP_OK;
+}
+
+void engine_stop(idp_client *cl)
+{
+    if (cl->worker_running) {
+        pthread_mutex_lock(&cl->qmu);
+        cl->stopping = 1;
+        pthread_cond_broadcast(&cl->qcv);
+        pthread_mutex_unlock(&cl->qmu);
+        pthread_join(cl->worker, NULL);
+        cl->worker_running = 0;
+    }
+    pthread_cond_destroy(&cl->qcv);
+    pthread_mutex_destroy(&cl->qmu);
+}
+
+/* ---- Counters --------------------------------------------------------- */
+
+int engine_counter_init(idp_counter *c, idp_client *cl, const counter_cfg *cfg)
+{
+    c->client = cl;
+    c->legacy = cl->cfg.metaprime == 0;
+    c->batch = (uint64_t)cfg->batch;
+    c->low_watermark = (uint64_t)cfg->low_watermark;
+    /* generation 0 is an empty segment: the first claim takes the slow path */
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return IDP_OK;
+}
+
+void engine_counter_destroy(idp_counter *c)
+{
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+}
+
+void engine_stats(idp_counter *c, idp_counter_stats *out,
+                  uint64_t buckets[NBUCKETS + 1])
+{
+    pthread_mutex_lock(&c->mu);
+    uint64_t off = atomic_load_explicit(&c->ticket, memory_order_relaxed) & OFF_MASK;
+    uint64_t claimed = c->claimed_retired + (off < c->cur_len ? off : c->cur_len);
+    uint64_t served = claimed - c->straddled + c->direct_served;
+    memset(out, 0, sizeof *out);
+    out->ids_served = served;
+    out->prime_calls = c->prime_calls;
+    out->prefetch_async = c->prefetch_async;
+    out->waited_calls = c->waited;
+    out->errors = c->errors;
+    out->regressions = c->regressions;
+    out->unused_ids = c->fetched - served;
+    out->batch = c->batch;
+    out->high = c->high;
+    out->fetch_seconds = c->fetch_seconds;
+    if (buckets != NULL)
+        memcpy(buckets, c->buckets, sizeof c->buckets);
+    pthread_mutex_unlock(&c->mu);
+}

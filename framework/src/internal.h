@@ -1,0 +1,111 @@
+/*
+ * internal.h - the client and counter structs shared by client.c (the
+ * public API around the engine), engine.c (pools and fetches) and
+ * metrics.c.
+ */
+#ifndef IDP_INTERNAL_H
+#define IDP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "store.h"
+
+#define API __attribute__((visibility("default")))
+
+/*
+ * The pool of one counter is a segment [base, base+len) of IDs fetched in
+ * one round trip. Callers claim IDs from it with one fetch-add on `ticket`,
+ * which holds the segment's generation in its high bits and the offset
+ * claimed so far in its low bits; a claim is good when its offset range
+ * lies inside the segment of its generation. Segments live in a small ring
+ * so a new one can be published while slow readers still look at the old.
+ */
+#define OFF_BITS 44
+#define OFF_MASK ((UINT64_C(1) << OFF_BITS) - 1)
+#define SEG_RING 4
+#define FAST_MAX (UINT64_C(1) << 20) /* larger claims take the slow path */
+#define NBUCKETS 14                  /* fetch latency histogram */
+
+typedef struct segment {
+    _Atomic uint64_t gen;     /* generation; a seqlock: odd while written */
+    _Atomic uint64_t base;
+    _Atomic uint64_t len;
+    _Atomic uint64_t trigger; /* offset at which the next fetch starts */
+} segment;
+
+struct idp_counter {
+    /* Hot: read by every claim. */
+    _Atomic uint64_t ticket;
+    segment seg[SEG_RING];
+    idp_client *client;
+    int legacy;               /* metaprime=0: one round trip per allocation */
+
+    /* Everything below is under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t gen;             /* generation of the current segment */
+    uint64_t cur_len;
+    int inflight;             /* a fetch for this counter is running */
+    int queued;               /* waiting for the background worker */
+    int has_ready;            /* a fetched segment waits to be installed */
+    uint64_t ready_base, ready_len;
+    uint64_t fetch_seq;       /* fetches finished, ok or not */
+    uint64_t fail_seq;        /* fetch_seq of the last failed fetch */
+    idp_error last_err;
+    uint64_t batch;
+    uint64_t low_watermark;   /* percent */
+    uint64_t high;            /* the highest value fetched from the store */
+
+    /* Metrics, under mu. */
+    uint64_t claimed_retired; /* offsets claimed in retired segments */
+    uint64_t straddled;       /* claimed offsets not served: a claim across
+                                 a segment's end */
+    uint64_t skipped;         /* fetched IDs skipped to keep IDs increasing */
+    uint64_t fetched;         /* IDs received from the store */
+    uint64_t direct_served;   /* IDs served without the pool */
+    uint64_t prime_calls, prefetch_async, waited, errors, regressions;
+    double fetch_seconds;
+    uint64_t buckets[NBUCKETS + 1];
+
+    idp_counter *next;        /* the client's list */
+    idp_counter *qnext;       /* the worker's queue */
+    char *name;
+    char *key;                /* prefix + name */
+};
+
+struct idp_client {
+    uri_parsed uri;
+    engine_cfg cfg;
+    store st;
+    idp_log_fn log;
+    void *log_ud;
+
+    pthread_mutex_t mu;       /* the counter list */
+    idp_counter *counters;
+
+    /* The background fetch worker. */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    idp_counter *queue;
+    int stopping;
+    int worker_running;
+    pthread_t worker;
+
+    _Atomic uint64_t errors;  /* meta_prime_errors_total */
+};
+
+/* Upper bounds of the fetch latency buckets, in seconds. */
+IDP_HIDDEN extern const double idp_buckets[NBUCKETS];
+
+/* engine.c */
+IDP_HIDDEN int engine_counter_init(idp_counter *c, idp_client *client,
+                                   const counter_cfg *cfg);
+IDP_HIDDEN void engine_counter_destroy(idp_counter *c);
+IDP_HIDDEN int engine_start(idp_client *client, idp_error *err);
+IDP_HIDDEN void engine_stop(idp_client *client);
+/* A consistent snapshot of a counter; buckets may be NULL. */
+IDP_HIDDEN void engine_stats(idp_counter *c, idp_counter_stats *out,
+                             uint64_t buckets[NBUCKETS + 1]);
+
+#endif

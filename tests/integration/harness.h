@@ -1,0 +1,51 @@
+/*
+ * harness.h - real store servers for the integration tests.
+ *
+ * server_start() launches redis-server or memcached on a free port of
+ * 127.0.0.1 (never another address), in a fresh temp directory, and returns
+ * once the server answers. Servers are stopped by server_stop(); a test that
+ * dies leaves none behind, because each server is started with its parent
+ * death signal set to SIGKILL.
+ */
+#ifndef IDPRIME_HARNESS_H
+#define IDPRIME_HARNESS_H
+
+#include <limits.h>
+#include <sys/types.h>
+
+typedef struct server {
+    char kind[16];        /* "redis" or "memcached" */
+    pid_t pid;            /* 0 when not running */
+    int port;             /* the loopback port it listens on */
+    char dir[PATH_MAX];   /* its working directory (removed at stop) */
+    char extra[256];      /* extra arguments it was started with */
+} server;
+
+/* Starts a server of `kind` with optional extra command-line arguments
+ * (e.g. "--save '' --appendonly no" for redis, "-M" for memcached).
+ * Returns 0 when it answers on its port, -1 (with a message on stderr)
+ * when it could not be started. */
+int server_start(server *s, const char *kind, const char *extra);
+
+/* Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it;
+ * keep_dir != 0 keeps the directory for a later server_restart. */
+void server_stop(server *s, int keep_dir);
+
+/* Kills the server with SIGKILL and waits for it; keeps its directory. */
+void server_kill(server *s);
+
+/* Starts the server again on the same port, in the same directory (Redis
+ * reloads what it persisted). Returns 0 when it answers. */
+int server_restart(server *s);
+
+/* Writes "redis://127.0.0.1:PORT" (or memcached://...) plus `query` (may be
+ * NULL, e.g. "?batch=10") into buf. Returns buf. */
+char *server_uri(const server *s, const char *query, char *buf, size_t len);
+
+/* A fresh temp directory for SQLite files; the path is written to buf. */
+char *harness_tmpdir(char *buf, size_t len);
+
+/* A free loopback TCP port (bound and released). */
+int harness_free_port(void);
+
+#endif
