@@ -36,6 +36,7 @@ enum claim_result { CLAIM_OK, CLAIM_OK_TRIGGER, CLAIM_MISS };
 typedef struct claim {
     uint64_t first;     /* the first ID of a good claim */
     uint64_t straddled; /* on a miss: offsets claimed inside the segment */
+    uint64_t lost;      /* on a miss: the claim's slot had been reused */
 } claim;
 
 static double now_s(void)
@@ -62,8 +63,12 @@ static inline enum claim_result claim_fast(idp_counter *c, uint64_t n,
     atomic_thread_fence(memory_order_acquire);
     uint64_t g2 = atomic_load_explicit(&s->gen, memory_order_relaxed);
     out->straddled = 0;
-    if (unlikely(g1 != g * 2 || g2 != g1))
-        return CLAIM_MISS; /* the slot was reused: this claim is a gap */
+    if (unlikely(g1 != g * 2 || g2 != g1)) {
+        /* The thread stalled while SEG_RING segments went by and the slot
+         * was reused: this claim is a gap. */
+        out->lost = n;
+        return CLAIM_MISS;
+    }
     if (likely(off + n <= len)) {
         out->first = base + off;
         return off < trig && off + n >= trig ? CLAIM_OK_TRIGGER : CLAIM_OK;
@@ -77,7 +82,10 @@ static inline enum claim_result claim_fast(idp_counter *c, uint64_t n,
  * ready already. Called with c->mu held. */
 static void request_async(idp_counter *c)
 {
-    if (c->inflight || c->has_ready || c->queued || c->legacy)
+    if (c->inflight || c->has_ready || c->legacy)
+        return;
+    c->want_gen = c->gen;
+    if (c->queued)
         return;
     idp_client *cl = c->client;
     c->queued = 1;
@@ -105,7 +113,11 @@ static void install(idp_counter *c, uint64_t base, uint64_t len,
 {
     uint64_t g = (c->gen + 1) & GEN_MASK;
     segment *s = &c->seg[g & (SEG_RING - 1)];
-    uint64_t trigger = len - len * c->low_watermark / 100;
+    /* low_watermark=0: no background fetch; the caller that finds the
+     * pool empty fetches. */
+    uint64_t trigger = c->low_watermark == 0
+                           ? UINT64_MAX
+                           : len - len * c->low_watermark / 100;
 
     /* seqlock write: odd generation while the slot changes */
     atomic_store_explicit(&s->gen, g * 2 + 1, memory_order_relaxed);
@@ -272,16 +284,17 @@ static int alloc_direct(idp_counter *c, uint64_t n, uint64_t *first,
 
 /*
  * The pool could not serve the claim: install a ready batch, wait for the
- * one in flight, or fetch on the caller's thread. `straddled` is what the
- * failed fast claim skipped.
+ * one in flight, or fetch on the caller's thread. `missed` is the failed
+ * fast claim.
  */
-static int alloc_slow(idp_counter *c, uint64_t n, uint64_t straddled,
+static int alloc_slow(idp_counter *c, uint64_t n, const claim *missed,
                       uint64_t *first, idp_error *e)
 {
     if (c->legacy)
         return alloc_legacy(c, n, first, e);
     pthread_mutex_lock(&c->mu);
-    c->straddled += straddled;
+    c->straddled += missed->straddled;
+    c->lost += missed->lost;
     if (n > FAST_MAX) {
         int rc = alloc_direct(c, n, first, e);
         pthread_mutex_unlock(&c->mu);
@@ -290,9 +303,10 @@ static int alloc_slow(idp_counter *c, uint64_t n, uint64_t straddled,
     int rc = IDP_OK, waited = 0;
     uint64_t waited_seq = 0;
     for (;;) {
-        claim cl;
+        claim cl = {0, 0, 0};
         enum claim_result r = claim_fast(c, n, &cl);
         c->straddled += cl.straddled;
+        c->lost += cl.lost;
         if (r != CLAIM_MISS) {
             *first = cl.first;
             if (r == CLAIM_OK_TRIGGER)
@@ -340,7 +354,7 @@ static int alloc_slow(idp_counter *c, uint64_t n, uint64_t straddled,
 API int idp_next(idp_counter *c, uint64_t *id, idp_error *err)
 {
     /* HOT: a warm pool serves the ID here. */
-    claim cl = {0, 0};
+    claim cl = {0, 0, 0};
     if (likely(!c->legacy)) {
         enum claim_result r = claim_fast(c, 1, &cl);
         if (likely(r == CLAIM_OK)) {
@@ -354,7 +368,7 @@ API int idp_next(idp_counter *c, uint64_t *id, idp_error *err)
         }
     }
     idp_error e;
-    int rc = alloc_slow(c, 1, cl.straddled, id, &e);
+    int rc = alloc_slow(c, 1, &cl, id, &e);
     if (rc != IDP_OK && err != NULL)
         *err = e;
     return rc;
@@ -368,7 +382,7 @@ API int idp_incr(idp_counter *c, uint64_t n, uint64_t *last, idp_error *err)
     if (n > IDP_MAX_VALUE)
         return idp_seterr(err, IDP_ERANGE, "counter '%s': incr of %llu "
                           "would pass 2^63", c->name, (unsigned long long)n);
-    claim cl = {0, 0};
+    claim cl = {0, 0, 0};
     if (likely(!c->legacy && n <= FAST_MAX)) {
         enum claim_result r = claim_fast(c, n, &cl);
         if (r != CLAIM_MISS) {
@@ -380,7 +394,7 @@ API int idp_incr(idp_counter *c, uint64_t n, uint64_t *last, idp_error *err)
     }
     idp_error e;
     uint64_t first = 0;
-    int rc = alloc_slow(c, n, cl.straddled, &first, &e);
+    int rc = alloc_slow(c, n, &cl, &first, &e);
     if (rc != IDP_OK) {
         if (err != NULL)
             *err = e;
@@ -408,7 +422,8 @@ static void run_fetches(idp_client *cl, idp_counter *list)
             list = c->qnext;
             pthread_mutex_lock(&c->mu);
             c->queued = 0;
-            if (!c->inflight && !c->has_ready) {
+            /* Stale when a caller fetched and installed meanwhile. */
+            if (!c->inflight && !c->has_ready && c->want_gen == c->gen) {
                 c->inflight = 1;
                 ops[k] = (idp_incr_op){c->key, c->batch, 0, IDP_OK};
                 cs[k++] = c;
@@ -505,7 +520,9 @@ void engine_stats(idp_counter *c, idp_counter_stats *out,
     pthread_mutex_lock(&c->mu);
     uint64_t off = atomic_load_explicit(&c->ticket, memory_order_relaxed) & OFF_MASK;
     uint64_t claimed = c->claimed_retired + (off < c->cur_len ? off : c->cur_len);
-    uint64_t served = claimed - c->straddled + c->direct_served;
+    /* A lost claim is taken as one inside its segment: a claim past the
+     * end that then stalled through SEG_RING fetches would count twice. */
+    uint64_t served = claimed - c->straddled - c->lost + c->direct_served;
     memset(out, 0, sizeof *out);
     out->ids_served = served;
     out->prime_calls = c->prime_calls;
@@ -517,6 +534,7 @@ void engine_stats(idp_counter *c, idp_counter_stats *out,
     out->batch = c->batch;
     out->high = c->high;
     out->fetch_seconds = c->fetch_seconds;
+    out->in_flight = c->inflight || c->queued;
     if (buckets != NULL)
         memcpy(buckets, c->buckets, sizeof c->buckets);
     pthread_mutex_unlock(&c->mu);

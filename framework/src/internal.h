@@ -23,7 +23,8 @@
  */
 #define OFF_BITS 44
 #define OFF_MASK ((UINT64_C(1) << OFF_BITS) - 1)
-#define SEG_RING 4
+#define SEG_RING 1024                /* a claim stalled across this many
+                                        fetches is lost: a gap */
 #define FAST_MAX (UINT64_C(1) << 20) /* larger claims take the slow path */
 #define NBUCKETS 14                  /* fetch latency histogram */
 
@@ -48,6 +49,7 @@ struct idp_counter {
     uint64_t cur_len;
     int inflight;             /* a fetch for this counter is running */
     int queued;               /* waiting for the background worker */
+    uint64_t want_gen;        /* the generation that asked for a prefetch */
     int has_ready;            /* a fetched segment waits to be installed */
     uint64_t ready_base, ready_len;
     uint64_t fetch_seq;       /* fetches finished, ok or not */
@@ -62,6 +64,7 @@ struct idp_counter {
     uint64_t straddled;       /* claimed offsets not served: a claim across
                                  a segment's end */
     uint64_t skipped;         /* fetched IDs skipped to keep IDs increasing */
+    uint64_t lost;            /* claims whose segment slot was reused */
     uint64_t fetched;         /* IDs received from the store */
     uint64_t direct_served;   /* IDs served without the pool */
     uint64_t prime_calls, prefetch_async, waited, errors, regressions;

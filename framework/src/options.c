@@ -35,7 +35,7 @@ static const opt_row engine_rows[] = {
     INT_ROW("low_watermark", "25", 0, 100, COUNTER,
             offsetof(counter_cfg, low_watermark),
             "fetch the next batch in the background when this percent of "
-            "the batch is left"),
+            "the batch is left (0: only when the pool is empty)"),
     INT_ROW("timeout_ms", "2000", 1, 3600000, CLIENT,
             offsetof(engine_cfg, timeout_ms), "connect and command timeout"),
     {{"prefix", IDP_PARAM_STR, "", 0, 0, NULL,

@@ -157,6 +157,7 @@ typedef struct idp_counter_stats {
     uint64_t batch;           /* the batch size of the next fetch */
     uint64_t high;            /* the highest value fetched from the store */
     double fetch_seconds;     /* total time spent in successful fetches */
+    int in_flight;            /* 1 while a fetch is queued or running */
 } idp_counter_stats;
 
 void idp_counter_stats_get(idp_counter *ctr, idp_counter_stats *out);
