@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what idprime needs to build and test, from Debian's packages,
+# skipping what is already there. Needs root (or sudo).
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config
+      libhiredis-dev libmemcached-dev libsqlite3-dev liblua5.4-dev lua5.4
+      check libsubunit-dev
+      redis-server memcached sqlite3 prometheus)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+echo "installing: ${missing[*]}"
+"${sudo[@]}" apt-get update -q
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
