@@ -36,6 +36,26 @@ static int parse(int argc, char **argv, const char *text, const char *shorts,
     return 0;
 }
 
+/* Checks the positionals left in argv[optind..] against `names` (NULL-
+ * terminated): returns 0, or prints what is missing or extra and the usage
+ * and returns EXIT_USAGE. */
+static int positionals(const char *cmd, int argc, char **argv,
+                       const char *const *names, const char *text)
+{
+    int want = 0;
+    while (names[want] != NULL)
+        want++;
+    int have = argc - optind;
+    if (have == want)
+        return 0;
+    if (have < want)
+        cli_error(cmd, "missing %s", names[have]);
+    else
+        cli_error(cmd, "unexpected argument '%s'", argv[optind + want]);
+    fputs(text, stderr);
+    return EXIT_USAGE;
+}
+
 /* Opens the client and the counter; returns the client or NULL. */
 static idp_client *open_counter(const char *cmd, const char *uri,
                                 const char *name, const cli_common *co,
@@ -93,10 +113,9 @@ int cmd_next(int argc, char **argv)
                    &co, next_opt, &n, &uri);
     if (rc != 0)
         return rc < 0 ? 0 : rc;
-    if (argc - optind != 1) {
-        fputs(next_usage, stderr);
-        return EXIT_USAGE;
-    }
+    static const char *const args[] = {"COUNTER", NULL};
+    if ((rc = positionals("next", argc, argv, args, next_usage)) != 0)
+        return rc;
     idp_counter *ctr;
     idp_client *c = open_counter("next", uri, argv[optind], &co, &ctr, &rc);
     if (c == NULL)
@@ -128,10 +147,9 @@ int cmd_incr(int argc, char **argv)
                    NULL, NULL, &uri);
     if (rc != 0)
         return rc < 0 ? 0 : rc;
-    if (argc - optind != 2) {
-        fputs(incr_usage, stderr);
-        return EXIT_USAGE;
-    }
+    static const char *const args[] = {"COUNTER", "DELTA", NULL};
+    if ((rc = positionals("incr", argc, argv, args, incr_usage)) != 0)
+        return rc;
     unsigned long long delta;
     if (cli_number(argv[optind + 1], 1, IDP_MAX_VALUE, &delta) != 0) {
         cli_error("incr", "DELTA '%s': expected a whole number in "
@@ -167,10 +185,9 @@ int cmd_get(int argc, char **argv)
                    NULL, NULL, &uri);
     if (rc != 0)
         return rc < 0 ? 0 : rc;
-    if (argc - optind != 1) {
-        fputs(get_usage, stderr);
-        return EXIT_USAGE;
-    }
+    static const char *const args[] = {"COUNTER", NULL};
+    if ((rc = positionals("get", argc, argv, args, get_usage)) != 0)
+        return rc;
     idp_client *c = cli_open("get", uri, &co, &rc);
     if (c == NULL)
         return rc;

@@ -92,8 +92,8 @@ int cmd_migrate(int argc, char **argv)
         }
         dry = 1;
     }
-    if (argc - optind < 2 || !cli_is_uri(argv[optind]) ||
-        !cli_is_uri(argv[optind + 1])) {
+    if (argc - optind < 2) {
+        cli_error("migrate", "missing %s", argc - optind == 0 ? "FROM_URI" : "TO_URI");
         fputs(usage, stderr);
         return EXIT_USAGE;
     }

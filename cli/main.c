@@ -48,7 +48,9 @@ void cli_log(void *ud, int level, const char *msg)
 
 int cli_is_uri(const char *arg)
 {
-    return strstr(arg, "://") != NULL;
+    /* A counter name never holds '/': "mem:/x" is a malformed URI, for
+     * idp_open to name, not a counter. */
+    return strchr(arg, '/') != NULL;
 }
 
 /* mkdir -p for the default store's folder. */

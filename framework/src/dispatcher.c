@@ -4,6 +4,7 @@
  * file, not loadable, no entry symbol, a wrong ABI version, a table too
  * small or incomplete, a scheme another plugin already claims.
  */
+#define _GNU_SOURCE /* dladdr */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <stdarg.h>
@@ -184,6 +185,9 @@ static void scan_dir(scan *sc, const char *dir, size_t len)
         return;
     memcpy(path, dir, len);
     path[len] = '\0';
+    for (const char *p = sc->searched; (p = strstr(p, path)) != NULL; p += len)
+        if ((p == sc->searched || p[-1] == ':') && (p[len] == ':' || p[len] == '\0'))
+            return; /* already searched */
     size_t used = strlen(sc->searched);
     snprintf(sc->searched + used, sizeof sc->searched - used, "%s%s",
              used ? ":" : "", path);
@@ -209,6 +213,23 @@ static void scan_list(scan *sc, const char *list)
     }
 }
 
+/* LIBDIR/idprime beside the libidprime.so that is running, so an install
+ * moved to another prefix still finds its plugins. */
+static void scan_beside_library(scan *sc)
+{
+    Dl_info info;
+    char dir[4096];
+    if (dladdr((void *)scan_beside_library, &info) == 0 || info.dli_fname == NULL)
+        return;
+    const char *slash = strrchr(info.dli_fname, '/');
+    if (slash == NULL)
+        return;
+    int n = snprintf(dir, sizeof dir, "%.*s/idprime",
+                     (int)(slash - info.dli_fname), info.dli_fname);
+    if (n > 0 && (size_t)n < sizeof dir && strcmp(dir, IDP_INSTALL_PLUGIN_DIR) != 0)
+        scan_dir(sc, dir, (size_t)n);
+}
+
 static void scan_all(scan *sc)
 {
     if (sc->opt != NULL && sc->opt->size >= offsetof(idp_options, plugin_path) +
@@ -216,6 +237,7 @@ static void scan_all(scan *sc)
         scan_list(sc, sc->opt->plugin_path);
     scan_list(sc, getenv("IDPRIME_PLUGIN_PATH"));
     scan_list(sc, IDP_BUILD_PLUGIN_DIR);
+    scan_beside_library(sc);
     scan_list(sc, IDP_INSTALL_PLUGIN_DIR);
 }
 

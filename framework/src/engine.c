@@ -56,11 +56,12 @@ static inline enum claim_result claim_fast(idp_counter *c, uint64_t n,
     uint64_t t = atomic_fetch_add_explicit(&c->ticket, n, memory_order_acquire);
     uint64_t g = t >> OFF_BITS, off = t & OFF_MASK;
     segment *s = &c->seg[g & (SEG_RING - 1)];
+    /* seqlock read; acquire loads keep the second read of gen after the
+     * data (plain moves on x86, and visible to ThreadSanitizer) */
     uint64_t g1 = atomic_load_explicit(&s->gen, memory_order_acquire);
-    uint64_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
-    uint64_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
-    uint64_t trig = atomic_load_explicit(&s->trigger, memory_order_relaxed);
-    atomic_thread_fence(memory_order_acquire);
+    uint64_t base = atomic_load_explicit(&s->base, memory_order_acquire);
+    uint64_t len = atomic_load_explicit(&s->len, memory_order_acquire);
+    uint64_t trig = atomic_load_explicit(&s->trigger, memory_order_acquire);
     uint64_t g2 = atomic_load_explicit(&s->gen, memory_order_relaxed);
     out->straddled = 0;
     if (unlikely(g1 != g * 2 || g2 != g1)) {
@@ -119,12 +120,12 @@ static void install(idp_counter *c, uint64_t base, uint64_t len,
                            ? UINT64_MAX
                            : len - len * c->low_watermark / 100;
 
-    /* seqlock write: odd generation while the slot changes */
+    /* seqlock write: odd generation while the slot changes; a reader that
+     * sees any new field also sees the odd generation */
     atomic_store_explicit(&s->gen, g * 2 + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    atomic_store_explicit(&s->base, base, memory_order_relaxed);
-    atomic_store_explicit(&s->len, len, memory_order_relaxed);
-    atomic_store_explicit(&s->trigger, trigger, memory_order_relaxed);
+    atomic_store_explicit(&s->base, base, memory_order_release);
+    atomic_store_explicit(&s->len, len, memory_order_release);
+    atomic_store_explicit(&s->trigger, trigger, memory_order_release);
     atomic_store_explicit(&s->gen, g * 2, memory_order_release);
 
     uint64_t old = atomic_exchange_explicit(&c->ticket, g << OFF_BITS | claimed,

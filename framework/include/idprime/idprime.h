@@ -202,7 +202,8 @@ typedef void (*idp_plugin_fn)(void *ud, const idp_plugin_info *info);
 
 /*
  * Loads every plugin on the search path (opt->plugin_path,
- * IDPRIME_PLUGIN_PATH, the build tree, the install directory) and calls
+ * IDPRIME_PLUGIN_PATH, the build tree, idprime/ beside the running
+ * libidprime.so, the configured install directory) and calls
  * `fn` for each one accepted. Refused files are reported through the log
  * callback in `opt` (may be NULL). Returns IDP_OK when at least one plugin
  * was found.
