@@ -30,6 +30,10 @@ API idp_client *idp_open(const char *uri, const idp_options *opt,
     const char *const *extra = NULL;
     if (opt != NULL && opt->size >= offsetof(idp_options, params) + sizeof(void *))
         extra = opt->params;
+    if (opt != NULL && opt->size >= offsetof(idp_options, policy_ud) + sizeof(void *)) {
+        c->policy = opt->policy;
+        c->policy_ud = opt->policy_ud;
+    }
     plugin_lib lib = {0};
     char shown[160];
     int rc = uri_parse(uri, &c->uri, &e);

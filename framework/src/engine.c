@@ -131,11 +131,39 @@ static void install(idp_counter *c, uint64_t base, uint64_t len,
     uint64_t old = atomic_exchange_explicit(&c->ticket, g << OFF_BITS | claimed,
                                             memory_order_acq_rel);
     uint64_t old_off = old & OFF_MASK;
-    c->claimed_retired += old_off < c->cur_len ? old_off : c->cur_len;
+    uint64_t used = old_off < c->cur_len ? old_off : c->cur_len;
+    c->claimed_retired += used;
+    double now = now_s();
+    if (c->installed_at > 0 && now > c->installed_at && used > 0)
+        c->rate = (double)used / (now - c->installed_at);
+    c->installed_at = now;
     c->gen = g;
     c->cur_len = len;
     if (len > 0 && claimed >= trigger)
         request_async(c);
+}
+
+/* Asks the batch policy, if any, for the next batch. Called with c->mu
+ * held after every successful fetch. */
+static void apply_policy(idp_counter *c, uint64_t n, double dt)
+{
+    idp_client *cl = c->client;
+    if (cl->policy == NULL || c->legacy)
+        return;
+    idp_policy_input in = {c->name, n, c->rate, dt, c->waited - c->waited_at_fetch,
+                           c->prime_calls};
+    c->waited_at_fetch = c->waited;
+    uint64_t next = cl->policy(cl->policy_ud, &in);
+    if (next == 0)
+        return;
+    if (next > (uint64_t)IDP_MAX_BATCH) {
+        store_log(&cl->st, IDP_LOG_WARN, "counter '%s': the batch policy "
+                  "answered %llu, outside 1..%lld; keeping %llu", c->name,
+                  (unsigned long long)next, (long long)IDP_MAX_BATCH,
+                  (unsigned long long)c->batch);
+        return;
+    }
+    c->batch = next;
 }
 
 /*
@@ -186,6 +214,7 @@ static int fetch_done(idp_counter *c, const idp_incr_op *op, double dt,
     while (b < NBUCKETS && dt > idp_buckets[b])
         b++;
     c->buckets[b]++;
+    apply_policy(c, op->n, dt);
     if (to_pool) {
         c->has_ready = 1;
         c->ready_base = op->value - op->n + 1;

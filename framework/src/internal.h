@@ -71,6 +71,11 @@ struct idp_counter {
     double fetch_seconds;
     uint64_t buckets[NBUCKETS + 1];
 
+    /* What the batch policy is told, under mu. */
+    double installed_at;      /* when the current segment was installed */
+    double rate;              /* IDs/s over the previous segment */
+    uint64_t waited_at_fetch; /* `waited` at the previous fetch */
+
     idp_counter *next;        /* the client's list */
     idp_counter *qnext;       /* the worker's queue */
     char *name;
@@ -96,6 +101,8 @@ struct idp_client {
     pthread_t worker;
 
     _Atomic uint64_t errors;  /* meta_prime_errors_total */
+    idp_policy_fn policy;     /* may be NULL */
+    void *policy_ud;
 };
 
 /* Upper bounds of the fetch latency buckets, in seconds. */

@@ -71,6 +71,22 @@ typedef void (*idp_log_fn)(void *ud, int level, const char *msg);
  * sizeof(idp_options), and fill what you need; fields are only ever
  * appended, so a program built against an older header keeps working.
  */
+/* What the engine tells a batch policy, once per fetch (never per ID). */
+typedef struct idp_policy_input {
+    const char *counter;     /* the counter's name */
+    uint64_t batch;          /* the batch of the fetch that just finished */
+    double rate;             /* IDs/s handed out while the previous batch
+                                was served; 0 until known */
+    double fetch_seconds;    /* latency of the fetch that just finished */
+    uint64_t waits;          /* calls that waited since the previous fetch */
+    uint64_t fetches;        /* successful fetches so far, this one included */
+} idp_policy_input;
+
+/* Chooses the batch of the next fetch: 1..1073741824, or 0 to keep the
+ * current one. Called with the counter's lock held: it must not call back
+ * into the library for the same counter. */
+typedef uint64_t (*idp_policy_fn)(void *ud, const idp_policy_input *in);
+
 typedef struct idp_options {
     size_t size;             /* sizeof(idp_options) as the caller knows it */
     idp_log_fn log;          /* may be NULL: no logging */
@@ -79,6 +95,10 @@ typedef struct idp_options {
     /* NULL-terminated "key=value" parameters applied before the URI's own
      * query, so the URI overrides them (a config file uses this). */
     const char *const *params;
+    /* Optional batch policy (a config script's policy function). A policy
+     * that answers out of range is reported and the last good batch kept. */
+    idp_policy_fn policy;
+    void *policy_ud;
 } idp_options;
 
 typedef struct idp_client idp_client;
