@@ -7,6 +7,7 @@
 #define _GNU_SOURCE /* dladdr */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,14 +28,18 @@ typedef struct scan {
     plugin_lib *libs;        /* accepted */
     size_t nlibs;
     char searched[512];      /* the folders, for messages */
-    char refusal[200];       /* why a candidate for `want` was refused */
+    char **dirs;             /* the folders already scanned */
+    size_t ndirs;
+    char refusal[256];       /* why a candidate for `want` was refused */
 } scan;
 
 static void say(const idp_options *opt, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void say(const idp_options *opt, int level, const char *fmt, ...)
 {
-    if (opt == NULL || opt->log == NULL)
+    if (opt == NULL ||
+        opt->size < offsetof(idp_options, log_ud) + sizeof(void *) ||
+        opt->log == NULL)
         return;
     char msg[512];
     va_list ap;
@@ -117,15 +122,21 @@ static void try_file(scan *sc, const char *dir, const char *base)
             return; /* shadowed by the same plugin earlier on the path */
     }
     struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+    char why[400];
+    if (stat(path, &st) != 0) {
+        snprintf(why, sizeof why, "cannot stat: %s", strerror(errno));
+        refuse(sc, path, base, NULL, why);
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
         refuse(sc, path, base, NULL, "not a regular file");
         return;
     }
-    char why[400];
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
+        /* dlerror names the file already */
         snprintf(why, sizeof why, "cannot load: %s (missing dependencies? "
-                 "try: ldd %s)", dlerror(), path);
+                 "try ldd)", dlerror());
         refuse(sc, path, base, NULL, why);
         return;
     }
@@ -185,9 +196,16 @@ static void scan_dir(scan *sc, const char *dir, size_t len)
         return;
     memcpy(path, dir, len);
     path[len] = '\0';
-    for (const char *p = sc->searched; (p = strstr(p, path)) != NULL; p += len)
-        if ((p == sc->searched || p[-1] == ':') && (p[len] == ':' || p[len] == '\0'))
+    for (size_t i = 0; i < sc->ndirs; i++)
+        if (strcmp(sc->dirs[i], path) == 0)
             return; /* already searched */
+    char **grown = realloc(sc->dirs, (sc->ndirs + 1) * sizeof *grown);
+    if (grown == NULL)
+        return;
+    sc->dirs = grown;
+    if ((sc->dirs[sc->ndirs] = strdup(path)) == NULL)
+        return;
+    sc->ndirs++;
     size_t used = strlen(sc->searched);
     snprintf(sc->searched + used, sizeof sc->searched - used, "%s%s",
              used ? ":" : "", path);
@@ -250,6 +268,9 @@ static void scan_free(scan *sc, const plugin_lib *keep)
         free(sc->libs[i].path);
     }
     free(sc->libs);
+    for (size_t i = 0; i < sc->ndirs; i++)
+        free(sc->dirs[i]);
+    free(sc->dirs);
 }
 
 int dispatcher_load(const idp_options *opt, const char *scheme,
