@@ -1,0 +1,934 @@
+/*
+ * redis.c - the redis store: counters are Redis strings bumped with INCRBY,
+ * over hiredis.
+ *
+ *   redis://[:password@|user:password@]host[:port][/DB]   TCP, port 6379
+ *   redis:///abs/path/redis.sock?db=N                     unix socket
+ *   ?db=N                                                 the database, in
+ *                                                         either form
+ *
+ * One connection per store handle (the host never calls two methods on one
+ * handle at once). Every command has the timeout_ms deadline. A command whose
+ * reply is lost (I/O error, timeout) is reported and never retried: the
+ * increment may have been applied, and the host counts it as a gap. The
+ * connection is then dropped and opened again, with its timeout, AUTH and
+ * SELECT, at the start of the next call, so a late reply can never be taken
+ * for the answer to a later command. A connection the server closed while
+ * idle is reopened before anything is sent, so a server restart costs no
+ * error once the server is back.
+ *
+ * At open the plugin warns, through the host's log, when the server may lose
+ * counters: an eviction policy other than noeviction, or no persistence.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "idprime/plugin.h"
+
+#define RD_DEFAULT_PORT 6379
+/* Redis accepts `databases` up to INT_MAX, so db INT_MAX - 1 can exist. */
+#define RD_DB_MAX (INT_MAX - 1)
+/* Keys asked for per SCAN step and values per MGET. */
+#define RD_SCAN_COUNT "1000"
+#define RD_MGET_CHUNK 1000
+
+typedef struct rd_store {
+    const idp_host *host;
+    redisContext *c;       /* NULL once dropped: reopened by rd_ready */
+    const char *hostname;  /* TCP; NULL for a unix socket */
+    int port;
+    const char *socket;    /* unix socket path; NULL for TCP */
+    const char *user;      /* "" for AUTH with the password alone */
+    const char *password;  /* NULL: no AUTH */
+    long db;
+    struct timeval tv;     /* timeout_ms, for connect and every command */
+    char where[300];       /* "127.0.0.1:6379" or "unix socket /run/r.sock" */
+} rd_store;
+
+static const char *const rd_schemes[] = {"redis", NULL};
+
+static const idp_param_spec rd_params[] = {
+    {.key = "db", .type = IDP_PARAM_INT, .def = NULL, .min = 0,
+     .max = RD_DB_MAX,
+     .help = "the Redis database to SELECT (default 0); for TCP it may "
+             "also be given as the URI path, redis://host/DB, but not both"},
+    {.key = NULL},
+};
+
+/*
+ * raise_to: sets KEYS[1] to ARGV[1] unless it already holds at least that
+ * much, and returns the resulting value as a string. Redis' Lua numbers are
+ * doubles, exact only below 2^53, so the two decimal strings are compared
+ * as text: a longer canonical integer is a larger one. A value that is not
+ * a canonical integer is refused, as INCRBY would refuse it.
+ */
+static const char rd_raise_script[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "local want = ARGV[1]\n"
+    "if cur then\n"
+    "  if cur ~= '0' and not string.match(cur, '^%-?[1-9]%d*$') then\n"
+    "    return redis.error_reply('value of ' .. KEYS[1] ..\n"
+    "                             ' is not an integer')\n"
+    "  end\n"
+    "  if string.sub(cur, 1, 1) ~= '-' and\n"
+    "     (#cur > #want or (#cur == #want and cur >= want)) then\n"
+    "    return cur\n"
+    "  end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], want)\n"
+    "return want\n";
+
+/* ---- SIGPIPE ------------------------------------------------------------ */
+
+/*
+ * hiredis writes with write(2), so writing to a connection the server has
+ * reset raises SIGPIPE, which kills a program that does not ignore it. A
+ * library must not change the process' signal handling, so, as libpq does,
+ * each exchange blocks SIGPIPE in the calling thread and discards one that
+ * it raised; the write then fails with EPIPE like any I/O error.
+ */
+typedef struct rd_sigpipe {
+    sigset_t old;
+    int was_pending;
+} rd_sigpipe;
+
+static void rd_sigpipe_block(rd_sigpipe *g)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+}
+
+static void rd_sigpipe_restore(rd_sigpipe *g)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pending);
+    if (!g->was_pending && sigismember(&pending, SIGPIPE) == 1) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* ---- Values ------------------------------------------------------------- */
+
+/* Parses a counter value: a canonical decimal integer in [0, 2^63), as
+ * Redis itself writes one. Returns 0 on success, -1 otherwise. */
+static int rd_parse_value(const char *p, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 19 || (p[0] == '0' && len > 1))
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    if (v > IDP_MAX_VALUE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A short printable rendering of a reply, for messages. */
+static const char *rd_describe(const redisReply *r, char *buf, size_t len)
+{
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        snprintf(buf, len, "'%.*s'%s", r->len > 40 ? 40 : (int)r->len,
+                 r->str, r->len > 40 ? "..." : "");
+        break;
+    case REDIS_REPLY_INTEGER:
+        snprintf(buf, len, "integer %lld", r->integer);
+        break;
+    case REDIS_REPLY_NIL:
+        snprintf(buf, len, "nil");
+        break;
+    case REDIS_REPLY_ARRAY:
+        snprintf(buf, len, "an array of %zu", r->elements);
+        break;
+    default:
+        snprintf(buf, len, "a reply of type %d", r->type);
+        break;
+    }
+    return buf;
+}
+
+/* ---- The connection ---------------------------------------------------- */
+
+static void rd_drop(rd_store *s)
+{
+    if (s->c != NULL) {
+        redisFree(s->c);
+        s->c = NULL;
+    }
+}
+
+/* 1 when a hiredis I/O error is a timeout: the socket's SO_RCVTIMEO or the
+ * connect deadline passed. errno is the one right after the failed call. */
+static int rd_is_timeout(int e, const char *errstr)
+{
+    return e == EAGAIN || e == EWOULDBLOCK || e == ETIMEDOUT ||
+           strstr(errstr, "timed out") != NULL ||
+           strstr(errstr, "temporarily unavailable") != NULL;
+}
+
+/*
+ * A command's reply was lost: fills err naming `what` and the server, drops
+ * the connection (it is reopened on the next call) and returns IDP_ETIMEOUT,
+ * IDP_ENOMEM or IDP_ESTORE.
+ */
+static int rd_lost(rd_store *s, const char *what, int e, idp_error *err)
+{
+    int rc;
+    if (s->c->err == REDIS_ERR_OOM)
+        rc = idp_plugin_error(err, IDP_ENOMEM, "%s on %s: out of memory",
+                              what, s->where);
+    else if (s->c->err == REDIS_ERR_IO && rd_is_timeout(e, s->c->errstr))
+        rc = idp_plugin_error(err, IDP_ETIMEOUT, "%s on %s: no reply within "
+                              "timeout_ms=%u; it may have run, and the "
+                              "connection is reopened on the next call",
+                              what, s->where, s->host->timeout_ms);
+    else
+        rc = idp_plugin_error(err, IDP_ESTORE, "%s on %s failed: %s; it may "
+                              "have run, and the connection is reopened on "
+                              "the next call", what, s->where,
+                              s->c->errstr[0] != '\0' ? s->c->errstr
+                                                      : "connection lost");
+    rd_drop(s);
+    return rc;
+}
+
+/*
+ * Sends n commands of argc words each (argv holds n * argc words) in one
+ * round trip and reads their n replies into replies[], each to free with
+ * freeReplyObject; a reply may be an error reply, which the caller judges.
+ * `what` names the commands in messages. When a reply is lost, fills err,
+ * frees the replies read so far, drops the connection and returns the
+ * error: none of the commands is then known to have run or not.
+ */
+static int rd_pipeline(rd_store *s, const char *what, size_t n, int argc,
+                       const char **argv, redisReply **replies,
+                       idp_error *err)
+{
+    rd_sigpipe g;
+    rd_sigpipe_block(&g);
+    int rc = IDP_OK;
+    size_t got = 0;
+    for (size_t i = 0; i < n && rc == IDP_OK; i++)
+        if (redisAppendCommandArgv(s->c, argc, argv + i * (size_t)argc,
+                                   NULL) != REDIS_OK)
+            rc = rd_lost(s, what, errno, err);
+    while (rc == IDP_OK && got < n) {
+        void *r = NULL;
+        errno = 0;
+        if (redisGetReply(s->c, &r) != REDIS_OK || r == NULL) {
+            rc = rd_lost(s, what, errno, err);
+            break;
+        }
+        replies[got++] = r;
+    }
+    rd_sigpipe_restore(&g);
+    if (rc != IDP_OK)
+        while (got > 0)
+            freeReplyObject(replies[--got]);
+    return rc;
+}
+
+/* One command, one reply; see rd_pipeline. */
+static int rd_cmd(rd_store *s, const char *what, int argc, const char **argv,
+                  redisReply **reply, idp_error *err)
+{
+    return rd_pipeline(s, what, 1, argc, argv, reply, err);
+}
+
+/*
+ * Connects, sets the command timeout, and applies AUTH and SELECT. On
+ * success s->c is the new connection; on error fills err and leaves s->c
+ * NULL.
+ */
+static int rd_connect(rd_store *s, idp_error *err)
+{
+    errno = 0;
+    redisContext *c = s->socket != NULL
+                          ? redisConnectUnixWithTimeout(s->socket, s->tv)
+                          : redisConnectWithTimeout(s->hostname, s->port,
+                                                    s->tv);
+    int e = errno;
+    if (c == NULL)
+        return idp_plugin_error(err, IDP_ENOMEM, "unable to connect to %s: "
+                                "out of memory", s->where);
+    if (c->err != 0) {
+        int timeout = c->err == REDIS_ERR_IO && rd_is_timeout(e, c->errstr);
+        int rc = timeout
+            ? idp_plugin_error(err, IDP_ETIMEOUT, "unable to connect to %s "
+                               "within timeout_ms=%u: %s", s->where,
+                               s->host->timeout_ms, c->errstr)
+            : idp_plugin_error(err, IDP_ESTORE, "unable to connect to %s: %s",
+                               s->where, c->errstr);
+        redisFree(c);
+        return rc;
+    }
+    if (redisSetTimeout(c, s->tv) != REDIS_OK) {
+        int rc = idp_plugin_error(err, IDP_ESTORE, "cannot set a timeout of "
+                                  "timeout_ms=%u on the connection to %s: %s",
+                                  s->host->timeout_ms, s->where, c->errstr);
+        redisFree(c);
+        return rc;
+    }
+    s->c = c;
+
+    redisReply *r;
+    int rc;
+    if (s->password != NULL) {
+        int user = s->user[0] != '\0';
+        const char *argv[3] = {"AUTH", s->user, s->password};
+        if (!user)
+            argv[1] = s->password;
+        if ((rc = rd_cmd(s, "AUTH", user ? 3 : 2, argv, &r, err)) != IDP_OK)
+            return rc;
+        if (r->type == REDIS_REPLY_ERROR) {
+            rc = idp_plugin_error(err, IDP_ESTORE, "authentication to %s%s%s%s "
+                                  "failed: %s", s->where,
+                                  user ? " as user '" : "", s->user,
+                                  user ? "'" : "", r->str);
+            freeReplyObject(r);
+            rd_drop(s);
+            return rc;
+        }
+        freeReplyObject(r);
+    }
+    if (s->db != 0) {
+        char db[24];
+        snprintf(db, sizeof db, "%ld", s->db);
+        const char *argv[] = {"SELECT", db};
+        if ((rc = rd_cmd(s, "SELECT", 2, argv, &r, err)) != IDP_OK)
+            return rc;
+        if (r->type == REDIS_REPLY_ERROR) {
+            rc = idp_plugin_error(err, IDP_ESTORE, "cannot select db %ld on "
+                                  "%s: %s (db must be below the server's "
+                                  "'databases' setting)", s->db, s->where,
+                                  r->str);
+            freeReplyObject(r);
+            rd_drop(s);
+            return rc;
+        }
+        freeReplyObject(r);
+    }
+    return IDP_OK;
+}
+
+/*
+ * Makes sure there is a connection before a command is sent: reopens one
+ * dropped by an earlier failure, and one the server has closed since the
+ * last call (its idle timeout, a restart, CLIENT KILL). Every reply is
+ * always read, so a healthy idle connection has nothing to read; one that
+ * polls readable is at EOF or out of step, and as nothing of this call has
+ * been sent yet, it is reopened rather than reported.
+ */
+static int rd_ready(rd_store *s, idp_error *err)
+{
+    if (s->c != NULL) {
+        struct pollfd p = {.fd = s->c->fd, .events = POLLIN};
+        if (poll(&p, 1, 0) > 0)
+            rd_drop(s);
+    }
+    return s->c != NULL ? IDP_OK : rd_connect(s, err);
+}
+
+/* ---- Increments -------------------------------------------------------- */
+
+/*
+ * Judges the reply to INCRBY key n: the new value on success; IDP_ERANGE
+ * when Redis refused to pass 2^63 - 1; IDP_ESTORE for anything else (a
+ * value that is not a counter, a result below n that would hand out IDs
+ * at or below 0).
+ */
+static int rd_incr_reply(rd_store *s, const char *key, uint64_t n,
+                         const redisReply *r, uint64_t *value, idp_error *err)
+{
+    char shown[64];
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strstr(r->str, "overflow") != NULL)
+            return idp_plugin_error(err, IDP_ERANGE, "adding %" PRIu64 " to "
+                                    "'%s' on %s would pass 2^63-1 (Redis: %s)",
+                                    n, key, s->where, r->str);
+        return idp_plugin_error(err, IDP_ESTORE, "INCRBY '%s' on %s failed: "
+                                "%s", key, s->where, r->str);
+    }
+    if (r->type != REDIS_REPLY_INTEGER)
+        return idp_plugin_error(err, IDP_ESTORE, "INCRBY '%s' on %s answered "
+                                "%s, not an integer", key, s->where,
+                                rd_describe(r, shown, sizeof shown));
+    if (r->integer < (long long)n)
+        return idp_plugin_error(err, IDP_ESTORE, "INCRBY '%s' by %" PRIu64
+                                " on %s gave %lld: the key held a negative "
+                                "value, not a counter", key, n, s->where,
+                                r->integer);
+    *value = (uint64_t)r->integer;
+    return IDP_OK;
+}
+
+static int rd_check_n(const char *key, uint64_t n, idp_error *err)
+{
+    if (n == 0 || n > IDP_MAX_VALUE)
+        return idp_plugin_error(err, IDP_ERANGE, "cannot add %" PRIu64 " to "
+                                "'%s': an increment is 1..2^63-1", n, key);
+    return IDP_OK;
+}
+
+static int rd_incr(void *store, const char *key, uint64_t n, uint64_t *value,
+                   idp_error *err)
+{
+    rd_store *s = store;
+    int rc = rd_check_n(key, n, err);
+    if (rc != IDP_OK || (rc = rd_ready(s, err)) != IDP_OK)
+        return rc;
+    char num[24], what[256];
+    snprintf(num, sizeof num, "%" PRIu64, n);
+    snprintf(what, sizeof what, "INCRBY '%s' %s", key, num);
+    const char *argv[] = {"INCRBY", key, num};
+    redisReply *r;
+    if ((rc = rd_cmd(s, what, 3, argv, &r, err)) != IDP_OK)
+        return rc;
+    rc = rd_incr_reply(s, key, n, r, value, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* All the increments in one pipelined round trip. An op whose n is out of
+ * range gets IDP_ERANGE and is not sent. */
+static int rd_incr_many(void *store, idp_incr_op *ops, size_t nops,
+                        idp_error *err)
+{
+    rd_store *s = store;
+    int rc = rd_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    const char **argv = calloc(nops * 3, sizeof *argv);
+    char (*nums)[24] = calloc(nops, sizeof *nums);
+    redisReply **replies = calloc(nops, sizeof *replies);
+    size_t *idx = calloc(nops, sizeof *idx);
+    if (argv == NULL || nums == NULL || replies == NULL || idx == NULL) {
+        rc = idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
+                              "pipelined increments", nops);
+        goto out;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < nops; i++) {
+        ops[i].status = rd_check_n(ops[i].key, ops[i].n, NULL);
+        if (ops[i].status != IDP_OK)
+            continue;
+        snprintf(nums[n], sizeof nums[n], "%" PRIu64, ops[i].n);
+        argv[3 * n] = "INCRBY";
+        argv[3 * n + 1] = ops[i].key;
+        argv[3 * n + 2] = nums[n];
+        idx[n++] = i;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "a pipeline of %zu INCRBY", n);
+    if (n > 0 && (rc = rd_pipeline(s, what, n, 3, argv, replies, err)) != IDP_OK)
+        goto out;
+    for (size_t j = 0; j < n; j++) {
+        idp_incr_op *op = &ops[idx[j]];
+        op->status = rd_incr_reply(s, op->key, op->n, replies[j], &op->value,
+                                   NULL);
+        freeReplyObject(replies[j]);
+    }
+out:
+    free(argv);
+    free(nums);
+    free(replies);
+    free(idx);
+    return rc;
+}
+
+/* ---- Reading and raising ------------------------------------------------ */
+
+static int rd_get(void *store, const char *key, uint64_t *value, int *exists,
+                  idp_error *err)
+{
+    rd_store *s = store;
+    int rc = rd_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    char what[256], shown[64];
+    snprintf(what, sizeof what, "GET '%s'", key);
+    const char *argv[] = {"GET", key};
+    redisReply *r;
+    if ((rc = rd_cmd(s, what, 2, argv, &r, err)) != IDP_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        *value = 0;
+        *exists = 0;
+    } else if (r->type == REDIS_REPLY_STRING &&
+               rd_parse_value(r->str, r->len, value) == 0) {
+        *exists = 1;
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        rc = idp_plugin_error(err, IDP_ESTORE, "GET '%s' on %s failed: %s",
+                              key, s->where, r->str);
+    } else {
+        rc = idp_plugin_error(err, IDP_ESTORE, "'%s' on %s holds %s, not a "
+                              "counter value (0..2^63-1)", key, s->where,
+                              rd_describe(r, shown, sizeof shown));
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int rd_raise_to(void *store, const char *key, uint64_t value,
+                       uint64_t *result, idp_error *err)
+{
+    rd_store *s = store;
+    if (value > IDP_MAX_VALUE)
+        return idp_plugin_error(err, IDP_ERANGE, "cannot raise '%s' to %"
+                                PRIu64 ": values stay below 2^63", key, value);
+    int rc = rd_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    char num[24], what[256], shown[64];
+    snprintf(num, sizeof num, "%" PRIu64, value);
+    snprintf(what, sizeof what, "raising '%s' to %s (EVAL)", key, num);
+    const char *argv[] = {"EVAL", rd_raise_script, "1", key, num};
+    redisReply *r;
+    if ((rc = rd_cmd(s, what, 5, argv, &r, err)) != IDP_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = idp_plugin_error(err, IDP_ESTORE, "%s on %s failed: %s", what,
+                              s->where, r->str);
+    else if (r->type != REDIS_REPLY_STRING ||
+             rd_parse_value(r->str, r->len, result) != 0)
+        rc = idp_plugin_error(err, IDP_ESTORE, "%s on %s: '%s' holds %s, not "
+                              "a counter value", what, s->where, key,
+                              rd_describe(r, shown, sizeof shown));
+    freeReplyObject(r);
+    return rc;
+}
+
+/* ---- Listing ------------------------------------------------------------ */
+
+typedef struct rd_keys {
+    char **v;
+    size_t n, cap;
+} rd_keys;
+
+static void rd_keys_free(rd_keys *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        free(k->v[i]);
+    free(k->v);
+}
+
+static int rd_keys_add(rd_keys *k, const char *key, size_t len)
+{
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+        char **v = realloc(k->v, cap * sizeof *v);
+        if (v == NULL)
+            return -1;
+        k->v = v;
+        k->cap = cap;
+    }
+    if ((k->v[k->n] = strndup(key, len)) == NULL)
+        return -1;
+    k->n++;
+    return 0;
+}
+
+static int rd_keycmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* `prefix` with the glob characters of SCAN MATCH escaped, then '*'. */
+static char *rd_match_pattern(const char *prefix)
+{
+    char *p = malloc(strlen(prefix) * 2 + 2), *w = p;
+    if (p == NULL)
+        return NULL;
+    for (; *prefix != '\0'; prefix++) {
+        if (strchr("*?[]\\", *prefix) != NULL)
+            *w++ = '\\';
+        *w++ = *prefix;
+    }
+    *w++ = '*';
+    *w = '\0';
+    return p;
+}
+
+/* Every key under the prefix, sorted and without duplicates (SCAN may
+ * return a key twice while the keyspace is rehashed). */
+static int rd_scan(rd_store *s, const char *prefix, rd_keys *keys,
+                   idp_error *err)
+{
+    char *match = rd_match_pattern(prefix);
+    if (match == NULL)
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+    size_t plen = strlen(prefix);
+    char cursor[32] = "0", shown[64];
+    int rc = IDP_OK;
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", match, "COUNT",
+                              RD_SCAN_COUNT};
+        redisReply *r;
+        if ((rc = rd_cmd(s, "SCAN", 6, argv, &r, err)) != IDP_OK)
+            break;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[0]->len >= sizeof cursor ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            rc = idp_plugin_error(err, IDP_ESTORE, "SCAN on %s answered %s, "
+                                  "not [cursor, keys]", s->where,
+                                  rd_describe(r, shown, sizeof shown));
+            freeReplyObject(r);
+            break;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+        const redisReply *page = r->element[1];
+        for (size_t i = 0; i < page->elements && rc == IDP_OK; i++) {
+            const redisReply *k = page->element[i];
+            /* a key with a NUL byte cannot be a counter name */
+            if (k->type != REDIS_REPLY_STRING || k->len < plen ||
+                memcmp(k->str, prefix, plen) != 0 ||
+                memchr(k->str, '\0', k->len) != NULL)
+                continue;
+            if (rd_keys_add(keys, k->str, k->len) != 0)
+                rc = idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+        }
+        freeReplyObject(r);
+    } while (rc == IDP_OK && strcmp(cursor, "0") != 0);
+    free(match);
+    if (rc != IDP_OK)
+        return rc;
+    qsort(keys->v, keys->n, sizeof *keys->v, rd_keycmp);
+    size_t n = 0;
+    for (size_t i = 0; i < keys->n; i++) {
+        if (n > 0 && strcmp(keys->v[n - 1], keys->v[i]) == 0)
+            free(keys->v[i]);
+        else
+            keys->v[n++] = keys->v[i];
+    }
+    keys->n = n;
+    return IDP_OK;
+}
+
+/*
+ * SCAN MATCH prefix*, then MGET the keys in chunks and call cb for each
+ * counter. A key deleted meanwhile, or not a string, is skipped; a string
+ * that is not a counter value is skipped with a warning.
+ */
+static int rd_list(void *store, const char *prefix, idp_list_cb cb, void *ud,
+                   idp_error *err)
+{
+    rd_store *s = store;
+    rd_keys keys = {0};
+    int rc = rd_ready(s, err);
+    if (rc != IDP_OK || (rc = rd_scan(s, prefix, &keys, err)) != IDP_OK) {
+        rd_keys_free(&keys);
+        return rc;
+    }
+    const char **argv = calloc(RD_MGET_CHUNK + 1, sizeof *argv);
+    if (argv == NULL) {
+        rd_keys_free(&keys);
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+    }
+    argv[0] = "MGET";
+    char shown[64];
+    for (size_t at = 0; at < keys.n && rc == IDP_OK; at += RD_MGET_CHUNK) {
+        size_t n = keys.n - at < RD_MGET_CHUNK ? keys.n - at : RD_MGET_CHUNK;
+        memcpy(argv + 1, keys.v + at, n * sizeof *argv);
+        redisReply *r;
+        if ((rc = rd_cmd(s, "MGET", (int)n + 1, argv, &r, err)) != IDP_OK)
+            break;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+            rc = idp_plugin_error(err, IDP_ESTORE, "MGET of %zu keys on %s "
+                                  "answered %s", n, s->where,
+                                  rd_describe(r, shown, sizeof shown));
+            freeReplyObject(r);
+            break;
+        }
+        for (size_t i = 0; i < n && rc == IDP_OK; i++) {
+            const redisReply *v = r->element[i];
+            uint64_t value;
+            if (v->type != REDIS_REPLY_STRING)
+                continue;
+            if (rd_parse_value(v->str, v->len, &value) != 0) {
+                s->host->log(s->host, IDP_LOG_WARN, "'%s' on %s holds %s, not "
+                             "a counter value: skipped", keys.v[at + i],
+                             s->where, rd_describe(v, shown, sizeof shown));
+                continue;
+            }
+            rc = cb(ud, keys.v[at + i], value);
+        }
+        freeReplyObject(r);
+    }
+    free(argv);
+    rd_keys_free(&keys);
+    return rc;
+}
+
+/* ---- The server's own count ------------------------------------------- */
+
+/* cmdstat_incrby:calls=N from INFO commandstats: every INCRBY the server
+ * ran for anyone since its start or CONFIG RESETSTAT. */
+static int rd_roundtrips(void *store, uint64_t *count, idp_error *err)
+{
+    rd_store *s = store;
+    int rc = rd_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    const char *argv[] = {"INFO", "commandstats"};
+    redisReply *r;
+    char shown[64];
+    if ((rc = rd_cmd(s, "INFO commandstats", 2, argv, &r, err)) != IDP_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS) {
+        rc = idp_plugin_error(err, IDP_ESTORE, "INFO commandstats on %s "
+                              "answered %s", s->where,
+                              rd_describe(r, shown, sizeof shown));
+        freeReplyObject(r);
+        return rc;
+    }
+    static const char field[] = "cmdstat_incrby:calls=";
+    *count = 0;
+    for (const char *p = strstr(r->str, field); p != NULL;
+         p = strstr(p + 1, field)) {
+        if (p != r->str && p[-1] != '\n')
+            continue;
+        *count = strtoull(p + sizeof field - 1, NULL, 10);
+        break;
+    }
+    freeReplyObject(r);
+    return IDP_OK;
+}
+
+/* ---- Open and close ---------------------------------------------------- */
+
+static void rd_close(void *store)
+{
+    rd_store *s = store;
+    if (s == NULL)
+        return;
+    rd_drop(s);
+    free(s);
+}
+
+/* The host list, as "a:1,b:2", for messages. */
+static void rd_hosts_text(const idp_uri *u, char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < u->nhosts && at < len; i++) {
+        const idp_uri_host *h = &u->hosts[i];
+        int v6 = strchr(h->host, ':') != NULL;
+        int n = snprintf(buf + at, len - at, "%s%s%s%s", i ? "," : "",
+                         v6 ? "[" : "", h->host, v6 ? "]" : "");
+        at += n > 0 ? (size_t)n : 0;
+        if (h->port != 0 && at < len) {
+            n = snprintf(buf + at, len - at, ":%u", h->port);
+            at += n > 0 ? (size_t)n : 0;
+        }
+    }
+}
+
+/*
+ * Reads the server and the db from the URI and the db parameter: one TCP
+ * host with the db as the path, or no host and a socket path with db=N.
+ */
+static int rd_target(rd_store *s, idp_error *err)
+{
+    const idp_uri *u = s->host->uri;
+    const char *dbparam = s->host->param_str(s->host, "db");
+    char hosts[200];
+    rd_hosts_text(u, hosts, sizeof hosts);
+    if (u->nhosts > 1)
+        return idp_plugin_error(err, IDP_EINVAL, "the URI names several hosts "
+                                "(%s); the redis store talks to one server: "
+                                "give one host[:port]", hosts);
+    if (u->nhosts == 0) {
+        if (u->path[0] == '\0' || strcmp(u->path, "/") == 0)
+            return idp_plugin_error(err, IDP_EINVAL, "the URI names no host "
+                                    "(expected redis://host[:port][/DB] or "
+                                    "redis:///path/to/redis.sock?db=N)");
+        s->socket = u->path;
+        snprintf(s->where, sizeof s->where, "unix socket %s", u->path);
+        s->db = dbparam != NULL ? (long)s->host->param_int(s->host, "db") : 0;
+        return IDP_OK;
+    }
+    s->hostname = u->hosts[0].host;
+    s->port = u->hosts[0].port != 0 ? (int)u->hosts[0].port : RD_DEFAULT_PORT;
+    int v6 = strchr(s->hostname, ':') != NULL;
+    snprintf(s->where, sizeof s->where, "%s%s%s:%d", v6 ? "[" : "",
+             s->hostname, v6 ? "]" : "", s->port);
+    const char *p = u->path[0] == '/' ? u->path + 1 : u->path;
+    if (*p == '\0') {
+        s->db = dbparam != NULL ? (long)s->host->param_int(s->host, "db") : 0;
+        return IDP_OK;
+    }
+    if (dbparam != NULL)
+        return idp_plugin_error(err, IDP_EINVAL, "the db is given twice, as "
+                                "the URI path '%s' and as db=%s: keep one",
+                                u->path, dbparam);
+    uint64_t db;
+    if (rd_parse_value(p, strlen(p), &db) != 0 || db > RD_DB_MAX)
+        return idp_plugin_error(err, IDP_EINVAL, "the URI path '%s' is not a "
+                                "database number (expected /0 .. /%d; a unix "
+                                "socket is written redis:///path/to/socket)",
+                                u->path, RD_DB_MAX);
+    s->db = (long)db;
+    return IDP_OK;
+}
+
+/* Who to AUTH as: "user:password@" or ":password@". */
+static int rd_credentials(rd_store *s, idp_error *err)
+{
+    const idp_uri *u = s->host->uri;
+    s->user = u->user;
+    if (u->has_password && u->password[0] != '\0') {
+        s->password = u->password;
+        return IDP_OK;
+    }
+    if (u->user[0] != '\0')
+        return idp_plugin_error(err, IDP_EINVAL, "the URI gives user '%s' but "
+                                "no password (expected user:password@ or "
+                                ":password@)", u->user);
+    if (u->has_password)
+        return idp_plugin_error(err, IDP_EINVAL, "the URI gives an empty "
+                                "password (expected :password@host)");
+    return IDP_OK;
+}
+
+/* The value of an answer to CONFIG GET name: [name, value]. */
+static const char *rd_config_value(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[1]->type != REDIS_REPLY_STRING)
+        return NULL;
+    return r->element[1]->str;
+}
+
+/*
+ * Warns when the server may lose counters: an eviction policy that can
+ * evict them, or no persistence, so that a restart or maxmemory would let
+ * IDs repeat. CONFIG may be disabled or renamed: then says so at INFO and
+ * goes on. Fails only when the connection does.
+ */
+static int rd_check_config(rd_store *s, idp_error *err)
+{
+    const char *argv[] = {"CONFIG", "GET", "maxmemory-policy",
+                          "CONFIG", "GET", "save",
+                          "CONFIG", "GET", "appendonly"};
+    redisReply *r[3];
+    int rc = rd_pipeline(s, "CONFIG GET", 3, 3, argv, r, err);
+    if (rc != IDP_OK)
+        return rc;
+    const char *policy = rd_config_value(r[0]);
+    const char *save = rd_config_value(r[1]);
+    const char *aof = rd_config_value(r[2]);
+    if (policy == NULL || save == NULL || aof == NULL) {
+        char shown[64];
+        const redisReply *bad = policy == NULL ? r[0]
+                                : save == NULL ? r[1] : r[2];
+        s->host->log(s->host, IDP_LOG_INFO, "could not check the eviction "
+                     "policy and persistence of %s: CONFIG GET answered %s",
+                     s->where, rd_describe(bad, shown, sizeof shown));
+    } else {
+        if (strcmp(policy, "noeviction") != 0)
+            s->host->log(s->host, IDP_LOG_WARN, "%s has maxmemory-policy %s: "
+                         "it may evict counters at maxmemory, and a client "
+                         "started afterwards would hand out IDs again; set "
+                         "maxmemory-policy noeviction", s->where, policy);
+        if (save[0] == '\0' && strcmp(aof, "no") == 0)
+            s->host->log(s->host, IDP_LOG_WARN, "%s has persistence off (save "
+                         "\"\" and appendonly no): a server restart loses the "
+                         "counters and IDs would repeat; set appendonly yes "
+                         "or a save schedule", s->where);
+    }
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(r[i]);
+    return IDP_OK;
+}
+
+/* PING: the server answers, and answers us (a NOAUTH shows here). */
+static int rd_ping(rd_store *s, idp_error *err)
+{
+    const char *argv[] = {"PING"};
+    redisReply *r;
+    char shown[64];
+    int rc = rd_cmd(s, "PING", 1, argv, &r, err);
+    if (rc != IDP_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = idp_plugin_error(err, IDP_ESTORE, "PING on %s failed: %s%s",
+                              s->where, r->str,
+                              strncmp(r->str, "NOAUTH", 6) == 0
+                                  ? " (give the password in the URI: "
+                                    "redis://:PASSWORD@host)"
+                                  : "");
+    else if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)
+        rc = idp_plugin_error(err, IDP_ESTORE, "PING on %s answered %s: is it "
+                              "a Redis server?", s->where,
+                              rd_describe(r, shown, sizeof shown));
+    freeReplyObject(r);
+    return rc;
+}
+
+static int rd_open(const idp_host *host, void **store, idp_error *err)
+{
+    rd_store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+    s->host = host;
+    s->tv.tv_sec = (time_t)(host->timeout_ms / 1000);
+    s->tv.tv_usec = (suseconds_t)(host->timeout_ms % 1000) * 1000;
+    int rc;
+    if ((rc = rd_target(s, err)) != IDP_OK ||
+        (rc = rd_credentials(s, err)) != IDP_OK ||
+        (rc = rd_connect(s, err)) != IDP_OK ||
+        (rc = rd_ping(s, err)) != IDP_OK ||
+        (rc = rd_check_config(s, err)) != IDP_OK) {
+        rd_close(s);
+        return rc;
+    }
+    *store = s;
+    return IDP_OK;
+}
+
+static const idp_plugin rd_plugin = {
+    .abi_version = IDP_PLUGIN_ABI_VERSION,
+    .size = sizeof(idp_plugin),
+    .name = "redis",
+    .schemes = rd_schemes,
+    .params = rd_params,
+    .open = rd_open,
+    .close = rd_close,
+    .incr = rd_incr,
+    .get = rd_get,
+    .incr_many = rd_incr_many,
+    .raise_to = rd_raise_to,
+    .list = rd_list,
+    .roundtrips = rd_roundtrips,
+    .control = NULL,
+};
+
+IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)
+{
+    return &rd_plugin;
+}

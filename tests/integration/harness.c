@@ -1,0 +1,395 @@
+/*
+ * harness.c - real redis-server and memcached processes for the integration
+ * tests, on free ports of 127.0.0.1 only.
+ *
+ * A server runs in its own temp directory, with its output in
+ * DIR/<kind>.log (shown on stderr when it fails to start). It is started
+ * with PR_SET_PDEATHSIG = SIGKILL, so it dies with the thread that started
+ * it: start servers from the test's main thread (Check's forked test
+ * process), never from a helper thread that exits first.
+ */
+#define _GNU_SOURCE  /* nftw */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "harness.h"
+
+#define MAX_ARGS 64
+#define READY_MS 5000      /* a server must answer within this */
+#define STOP_MS 5000       /* SIGTERM, then SIGKILL after this */
+#define START_ATTEMPTS 5   /* ports tried when a server cannot bind */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int harness_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+char *harness_tmpdir(char *buf, size_t len)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(buf, len, "%s/idprime-test-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    if (mkdtemp(buf) == NULL) {
+        fprintf(stderr, "harness: mkdtemp %s: %s\n", buf, strerror(errno));
+        buf[0] = '\0';
+        return NULL;
+    }
+    return buf;
+}
+
+char *server_uri(const server *s, const char *query, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s://127.0.0.1:%d%s", s->kind, s->port,
+             query != NULL ? query : "");
+    return buf;
+}
+
+/*
+ * Splits `text` on spaces into argv[*argc...], copying the words into
+ * `store` (at least strlen(text) + MAX_ARGS bytes). Single quotes group
+ * words and '' is an empty argument. Returns -1 on an unclosed quote or too
+ * many words.
+ */
+static int split_args(const char *text, char *store, char **argv, int *argc)
+{
+    const char *p = text;
+    char *w = store;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            return 0;
+        if (*argc >= MAX_ARGS - 1)
+            return -1;
+        argv[(*argc)++] = w;
+        while (*p != '\0' && *p != ' ') {
+            if (*p == '\'') {
+                const char *end = strchr(p + 1, '\'');
+                if (end == NULL)
+                    return -1;
+                memcpy(w, p + 1, (size_t)(end - p - 1));
+                w += end - p - 1;
+                p = end + 1;
+            } else {
+                *w++ = *p++;
+            }
+        }
+        *w++ = '\0';
+    }
+}
+
+/* Prints the tail of the server's log, for a server that did not start. */
+static void show_log(const server *s)
+{
+    char path[PATH_MAX + 32], buf[2048];
+    snprintf(path, sizeof path, "%s/%s.log", s->dir, s->kind);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0,
+              SEEK_SET);
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    fprintf(stderr, "harness: %s log (%s):\n%s\n", s->kind, path, buf);
+}
+
+/* Forks and execs the server on s->port; returns the pid or -1. */
+static pid_t spawn(const server *s)
+{
+    char port[16], words[sizeof s->extra + MAX_ARGS];
+    char *argv[MAX_ARGS + 16];
+    int argc = 0;
+    snprintf(port, sizeof port, "%d", s->port);
+    if (strcmp(s->kind, "redis") == 0) {
+        char *base[] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
+                        "--dir", (char *)s->dir, "--save", "",
+                        "--appendonly", "no", "--daemonize", "no",
+                        "--logfile", ""};
+        for (size_t i = 0; i < sizeof base / sizeof *base; i++)
+            argv[argc++] = base[i];
+    } else {
+        char *base[] = {"memcached", "-l", "127.0.0.1", "-p", port, "-U", "0"};
+        for (size_t i = 0; i < sizeof base / sizeof *base; i++)
+            argv[argc++] = base[i];
+        if (geteuid() == 0) {   /* memcached refuses root without -u */
+            argv[argc++] = "-u";
+            argv[argc++] = "root";
+        }
+    }
+    int nbase = argc, nextra = 0;
+    if (split_args(s->extra, words, argv + nbase, &nextra) != 0) {
+        fprintf(stderr, "harness: cannot split extra arguments \"%s\" "
+                "(unclosed quote or more than %d words)\n", s->extra,
+                MAX_ARGS - 1);
+        return -1;
+    }
+    argv[nbase + nextra] = NULL;
+
+    char logpath[PATH_MAX + 32];
+    snprintf(logpath, sizeof logpath, "%s/%s.log", s->dir, s->kind);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "harness: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int null = open("/dev/null", O_RDONLY);
+        int log = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (null >= 0)
+            dup2(null, 0);
+        if (log >= 0) {
+            dup2(log, 1);
+            dup2(log, 2);
+        }
+        /* the test's sockets and pipes are none of the server's business */
+        closefrom(3);
+        if (chdir(s->dir) != 0)
+            _exit(127);
+        execvp(argv[0], argv);
+        fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+/*
+ * 1 when the server on s->port answers and is ours: the process id it
+ * reports (Redis "INFO server" process_id, memcached "stats" pid) is
+ * s->pid, so a server of someone else that took the port is never used.
+ * A Redis that wants a password answers NOAUTH: then it only has to be
+ * alive. A Redis still LOADING its data is not ready yet.
+ */
+static int answers(const server *s)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)s->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {0, 500000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int redis = strcmp(s->kind, "redis") == 0;
+    const char *probe = redis ? "INFO server\r\n" : "stats\r\n";
+    const char *field = redis ? "process_id:" : "STAT pid ";
+    const char *end = redis ? NULL : "END\r\n";
+    char buf[16384];
+    size_t have = 0;
+    int ok = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        send(fd, probe, strlen(probe), MSG_NOSIGNAL) != (ssize_t)strlen(probe))
+        goto out;
+    for (;;) {
+        ssize_t n = recv(fd, buf + have, sizeof buf - 1 - have, 0);
+        if (n <= 0)
+            goto out;
+        have += (size_t)n;
+        buf[have] = '\0';
+        if (redis && buf[0] == '-') {
+            /* alive: not exited (WNOWAIT leaves it for launch to reap) */
+            siginfo_t si = {0};
+            int alive = waitid(P_PID, (id_t)s->pid, &si,
+                               WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                        si.si_pid == 0;
+            ok = strncmp(buf, "-NOAUTH", 7) == 0 && alive;
+            goto out;
+        }
+        if (redis && buf[0] == '$' && strstr(buf, "\r\n") != NULL) {
+            size_t len = strtoul(buf + 1, NULL, 10);
+            if (have >= (size_t)(strstr(buf, "\r\n") - buf) + 2 + len)
+                break;
+        } else if (!redis && strstr(buf, end) != NULL) {
+            break;
+        }
+        if (have + 1 >= sizeof buf)
+            goto out;
+    }
+    const char *p = strstr(buf, field);
+    ok = p != NULL && atol(p + strlen(field)) == (long)s->pid;
+out:
+    close(fd);
+    return ok;
+}
+
+/*
+ * Runs the server on s->port and waits until it answers. Returns 0 when it
+ * does; 1 when it exited first (the port was taken, say), -1 when it is
+ * running but silent (then it is killed).
+ */
+static int launch(server *s)
+{
+    pid_t pid = spawn(s);
+    if (pid < 0)
+        return -1;
+    s->pid = pid;
+    long long deadline = now_ms() + READY_MS;
+    while (now_ms() < deadline) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            s->pid = 0;
+            return 1;
+        }
+        if (answers(s))
+            return 0;
+        sleep_ms(20);
+    }
+    server_kill(s);
+    return -1;
+}
+
+int server_start(server *s, const char *kind, const char *extra)
+{
+    memset(s, 0, sizeof *s);
+    if (strcmp(kind, "redis") != 0 && strcmp(kind, "memcached") != 0) {
+        fprintf(stderr, "harness: unknown server kind '%s' (redis or "
+                "memcached)\n", kind);
+        return -1;
+    }
+    snprintf(s->kind, sizeof s->kind, "%s", kind);
+    if (extra != NULL && strlen(extra) >= sizeof s->extra) {
+        fprintf(stderr, "harness: extra arguments longer than %zu bytes\n",
+                sizeof s->extra - 1);
+        return -1;
+    }
+    snprintf(s->extra, sizeof s->extra, "%s", extra != NULL ? extra : "");
+    if (harness_tmpdir(s->dir, sizeof s->dir) == NULL)
+        return -1;
+    for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+        if ((s->port = harness_free_port()) < 0) {
+            fprintf(stderr, "harness: no free port on 127.0.0.1: %s\n",
+                    strerror(errno));
+            break;
+        }
+        char log[PATH_MAX + 32];
+        snprintf(log, sizeof log, "%s/%s.log", s->dir, s->kind);
+        unlink(log);   /* keep only the last attempt's */
+        int rc = launch(s);
+        if (rc == 0)
+            return 0;
+        if (rc < 0)
+            break;
+    }
+    fprintf(stderr, "harness: %s did not start on 127.0.0.1:%d (extra "
+            "\"%s\")\n", s->kind, s->port, s->extra);
+    show_log(s);
+    server_stop(s, 0);
+    return -1;
+}
+
+int server_restart(server *s)
+{
+    if (s->pid != 0)
+        server_stop(s, 1);
+    /* The old port may still be held for a moment; keep trying it. */
+    long long deadline = now_ms() + READY_MS;
+    do {
+        int rc = launch(s);
+        if (rc == 0)
+            return 0;
+        if (rc < 0)
+            break;
+        sleep_ms(100);
+    } while (now_ms() < deadline);
+    fprintf(stderr, "harness: %s did not restart on 127.0.0.1:%d\n", s->kind,
+            s->port);
+    show_log(s);
+    return -1;
+}
+
+/* Waits up to ms for the server to exit; 1 when it did. */
+static int reap(server *s, int ms)
+{
+    long long deadline = now_ms() + ms;
+    for (;;) {
+        int status;
+        pid_t r = waitpid(s->pid, &status, WNOHANG);
+        if (r == s->pid || (r < 0 && errno == ECHILD))
+            return 1;
+        if (now_ms() >= deadline)
+            return 0;
+        sleep_ms(10);
+    }
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void server_stop(server *s, int keep_dir)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGCONT);   /* a test may have paused it */
+        kill(s->pid, SIGTERM);
+        if (!reap(s, STOP_MS)) {
+            kill(s->pid, SIGKILL);
+            reap(s, STOP_MS);
+        }
+        s->pid = 0;
+    }
+    if (!keep_dir && s->dir[0] != '\0') {
+        nftw(s->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        s->dir[0] = '\0';
+    }
+}
+
+void server_kill(server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        reap(s, STOP_MS);
+        s->pid = 0;
+    }
+}
