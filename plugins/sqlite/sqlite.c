@@ -1,0 +1,773 @@
+/*
+ * sqlite.c - the sqlite store: counters in a SQLite file shared by any
+ * number of processes.
+ *
+ *   sqlite:///abs/path.db          absolute path
+ *   sqlite://rel/path.db           relative to the current directory
+ *   ?synchronous=FULL|NORMAL       durability of each commit (FULL)
+ *
+ * Layout of the file (both tables STRICT, so a value can never silently
+ * become REAL or TEXT):
+ *   idprime_counters(name, value)  one row per counter (prefix + name)
+ *   idprime_stats(name, value)     'increments': every increment applied by
+ *                                  anyone, bumped in the same transaction,
+ *                                  so it is the store's own round-trip count
+ *
+ * Every write runs inside BEGIN IMMEDIATE, which takes the file's write
+ * lock up front (waiting at most timeout_ms through the busy handler), so
+ * concurrent writers never deadlock on a lock upgrade. The journal is WAL:
+ * readers never block the writer. The parent directory is never created.
+ *
+ * Beside the database lives `<file>-idprime`, an empty file that only
+ * carries "a writer is waiting" flags (OFD locks), so a process committing
+ * in a tight loop lets waiting processes in instead of starving them past
+ * timeout_ms (see "Waiting for the write lock"). Like any lock file it is
+ * left in place: removing it could split waiters between two files.
+ */
+#define _GNU_SOURCE /* F_OFD_SETLK, F_OFD_GETLK */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "idprime/plugin.h"
+
+/* STRICT tables arrived in 3.37.0, RETURNING in 3.35.0. */
+#define SQ_MIN_VERSION 3037000
+
+typedef struct sq_store {
+    sqlite3 *db;
+    const idp_host *host;
+    char *path;              /* the file as opened, for messages */
+    sqlite3_stmt *begin, *commit, *rollback;
+    sqlite3_stmt *add;       /* INCRBY upsert, RETURNING the new value */
+    sqlite3_stmt *bump;      /* idprime_stats.increments += ?1 */
+    sqlite3_stmt *raise;     /* MAX upsert, RETURNING the resulting value */
+    sqlite3_stmt *get;
+    sqlite3_stmt *list;
+    sqlite3_stmt *count;     /* idprime_stats.increments */
+    int waitfd;              /* <file>-idprime, or -1: no waiter flags */
+    int in_begin;            /* the busy handler is waiting for BEGIN */
+    int announced;           /* this handle's waiter flag is up */
+    uint64_t busy_since;     /* monotonic ns of the current lock wait */
+    uint64_t rng;            /* xorshift state for the naps' jitter */
+} sq_store;
+
+static const char *const sq_schemes[] = {"sqlite", "sqlite3", NULL};
+
+static const idp_param_spec sq_params[] = {
+    {.key = "synchronous", .type = IDP_PARAM_ENUM, .def = "FULL",
+     .choices = "FULL|NORMAL",
+     .help = "PRAGMA synchronous: FULL syncs the WAL at every commit; NORMAL "
+             "may lose the last commits on power loss (IDs could repeat)"},
+    {.key = NULL},
+};
+
+static const char sq_sql_counters[] =
+    "CREATE TABLE IF NOT EXISTS idprime_counters("
+    " name TEXT PRIMARY KEY,"
+    " value INTEGER NOT NULL CHECK (value >= 0)) STRICT, WITHOUT ROWID";
+static const char sq_sql_stats[] =
+    "CREATE TABLE IF NOT EXISTS idprime_stats("
+    " name TEXT PRIMARY KEY,"
+    " value INTEGER NOT NULL CHECK (value >= 0)) STRICT, WITHOUT ROWID";
+
+/* The guard `value <= INT64_MAX - n` keeps the sum below 2^63: SQLite would
+ * otherwise turn an overflowing sum into a REAL. When it fails, the row is
+ * not updated and RETURNING yields no row, which incr reports as ERANGE. */
+static const char sq_sql_add[] =
+    "INSERT INTO idprime_counters(name, value) VALUES (?1, ?2)"
+    " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value"
+    " WHERE value <= 9223372036854775807 - excluded.value"
+    " RETURNING value";
+static const char sq_sql_bump[] =
+    "INSERT INTO idprime_stats(name, value) VALUES ('increments', ?1)"
+    " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value";
+static const char sq_sql_raise[] =
+    "INSERT INTO idprime_counters(name, value) VALUES (?1, ?2)"
+    " ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)"
+    " RETURNING value";
+static const char sq_sql_get[] =
+    "SELECT value FROM idprime_counters WHERE name = ?1";
+/* A byte-exact prefix match: LIKE and GLOB would treat '_', '%', '*' in the
+ * prefix as wildcards. `name >= ?1` lets the primary key bound the scan. */
+static const char sq_sql_list[] =
+    "SELECT name, value FROM idprime_counters"
+    " WHERE name >= ?1"
+    " AND substr(CAST(name AS BLOB), 1, ?2) = CAST(?1 AS BLOB)"
+    " ORDER BY name";
+static const char sq_sql_count[] =
+    "SELECT value FROM idprime_stats WHERE name = 'increments'";
+
+/* ---- Errors ------------------------------------------------------------ */
+
+/*
+ * Fills err for a failed SQLite call `rc` while doing `what`, and returns the
+ * idprime code: a lock held past timeout_ms is IDP_ETIMEOUT, out of
+ * memory IDP_ENOMEM, anything else IDP_ESTORE. Reads the connection's
+ * message, so call it before anything else touches the connection.
+ */
+static int sq_error(sq_store *s, int rc, const char *what, idp_error *err)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+        return idp_plugin_error(err, IDP_ETIMEOUT,
+            "%s on '%s': the file stayed locked by another "
+            "connection for more than timeout_ms=%u (%s)",
+            what, s->path, s->host->timeout_ms, sqlite3_errmsg(s->db));
+    case SQLITE_NOMEM:
+        return idp_plugin_error(err, IDP_ENOMEM, "%s on '%s': out of memory",
+                                what, s->path);
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_FULL:
+    case SQLITE_READONLY: {
+        int os = sqlite3_system_errno(s->db);
+        if (os != 0)
+            return idp_plugin_error(err, IDP_ESTORE, "%s on '%s' failed: "
+                                    "%s (%s)", what, s->path,
+                                    sqlite3_errmsg(s->db), strerror(os));
+    }
+        /* fall through */
+    default:
+        return idp_plugin_error(err, IDP_ESTORE, "%s on '%s' failed: %s",
+                                what, s->path, sqlite3_errmsg(s->db));
+    }
+}
+
+/* Steps a statement that returns no row, then resets it. */
+static int sq_run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Reads a counter value from column `col` of the current row: an INTEGER in
+ * [0, 2^63) or the file is not ours. */
+static int sq_column_value(sq_store *s, sqlite3_stmt *st, int col,
+                           uint64_t *value, idp_error *err)
+{
+    if (sqlite3_column_type(st, col) != SQLITE_INTEGER)
+        return idp_plugin_error(err, IDP_ESTORE, "'%s' holds a non-integer "
+                                "counter value", s->path);
+    sqlite3_int64 v = sqlite3_column_int64(st, col);
+    if (v < 0)
+        return idp_plugin_error(err, IDP_ESTORE, "'%s' holds a negative "
+                                "counter value", s->path);
+    *value = (uint64_t)v;
+    return IDP_OK;
+}
+
+/* ---- Waiting for the write lock -------------------------------------- */
+
+/* How long a committer stands back, at most, while others wait. */
+#define SQ_YIELD_NS 10000000u
+
+static uint64_t sq_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Sleeps 50 to 300 us, jittered so waiters do not wake in step, but no
+ * longer than `left_ns`. */
+static void sq_nap(sq_store *s, uint64_t left_ns)
+{
+    s->rng ^= s->rng << 13;
+    s->rng ^= s->rng >> 7;
+    s->rng ^= s->rng << 17;
+    uint64_t nap = 50000u + s->rng % 250000u;
+    struct timespec ts = {0, (long)(nap < left_ns ? nap : left_ns)};
+    nanosleep(&ts, NULL);
+}
+
+/*
+ * SQLite's locks are polled, not queued: a waiter sleeps and tries again,
+ * while a process that commits and begins again at once finds the lock free
+ * every time. Under steady load from a few processes a waiter then starves
+ * past timeout_ms although the store is healthy. So a handle waiting for
+ * BEGIN IMMEDIATE raises a flag (a shared OFD lock on byte 0 of
+ * <file>-idprime, dropped by the kernel if the process dies), and a handle
+ * about to begin stands back for a moment while any flag is up. Open file
+ * description locks, unlike POSIX ones, also separate two handles of one
+ * process, and closing the file cannot drop SQLite's own locks (it is not
+ * a file SQLite opens).
+ */
+static int sq_flag(sq_store *s, int cmd, short type)
+{
+#ifdef F_OFD_SETLK
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0,
+                       .l_len = 1};
+    if (fcntl(s->waitfd, cmd, &fl) != 0)
+        return -1;
+    return fl.l_type;
+#else
+    (void)s, (void)cmd, (void)type;
+    return -1;
+#endif
+}
+
+static void sq_flag_up(sq_store *s)
+{
+#ifdef F_OFD_SETLK
+    if (s->waitfd >= 0 && !s->announced &&
+        sq_flag(s, F_OFD_SETLK, F_RDLCK) >= 0)
+        s->announced = 1;
+#endif
+}
+
+static void sq_flag_down(sq_store *s)
+{
+#ifdef F_OFD_SETLK
+    if (s->announced) {
+        sq_flag(s, F_OFD_SETLK, F_UNLCK);
+        s->announced = 0;
+    }
+#endif
+}
+
+/* Whether another handle (any process) is waiting for the write lock. */
+static int sq_others_wait(sq_store *s)
+{
+#ifdef F_OFD_GETLK
+    if (s->waitfd >= 0) {
+        int t = sq_flag(s, F_OFD_GETLK, F_WRLCK);
+        return t >= 0 && t != F_UNLCK;
+    }
+#endif
+    (void)s;
+    return 0;
+}
+
+/* Stands back, at most SQ_YIELD_NS (or a quarter of timeout_ms), while
+ * other handles wait: they nap at most 0.3 ms, so one of them takes the
+ * lock in the meantime. */
+static void sq_yield(sq_store *s)
+{
+    uint64_t cap = (uint64_t)s->host->timeout_ms * 250000u, start = 0;
+    if (cap > SQ_YIELD_NS)
+        cap = SQ_YIELD_NS;
+    while (sq_others_wait(s)) {
+        uint64_t now = sq_now_ns();
+        if (start == 0)
+            start = now;
+        else if (now - start >= cap)
+            break;
+        sq_nap(s, cap - (now - start));
+    }
+}
+
+/*
+ * The busy handler: waits for a lock another connection holds, at most
+ * timeout_ms in total, in short jittered naps (SQLite's own busy_timeout
+ * naps up to 100 ms, long enough to miss every free moment). Raises this
+ * handle's waiter flag while BEGIN waits.
+ * Returns non-zero to try again, 0 to give up with SQLITE_BUSY.
+ */
+static int sq_busy(void *ud, int count)
+{
+    sq_store *s = ud;
+    uint64_t now = sq_now_ns();
+    uint64_t limit = (uint64_t)s->host->timeout_ms * 1000000u;
+    if (count == 0) {
+        s->busy_since = now;
+        if (s->in_begin)
+            sq_flag_up(s);
+    }
+    if (now - s->busy_since >= limit)
+        return 0;
+    sq_nap(s, limit - (now - s->busy_since));
+    return 1;
+}
+
+/* Opens the waiter flag file; without it (a read-only directory for it,
+ * no OFD locks) the store works, only less fairly. */
+static void sq_open_flags(sq_store *s)
+{
+    s->waitfd = -1;
+#ifdef F_OFD_SETLK
+    size_t n = strlen(s->path) + sizeof "-idprime";
+    char *name = malloc(n);
+    if (name == NULL)
+        return;
+    snprintf(name, n, "%s-idprime", s->path);
+    /* read-only is enough for a shared lock and for testing one, so users
+     * who may only read the file still take part */
+    s->waitfd = open(name, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (s->waitfd < 0 && s->host->log != NULL)
+        s->host->log(s->host, IDP_LOG_INFO, "cannot open '%s' (%s): waiting "
+                     "writers are not favoured", name, strerror(errno));
+    free(name);
+#endif
+}
+
+/* ---- Transactions ------------------------------------------------------ */
+
+/* Takes the write lock, waiting at most timeout_ms. */
+static int sq_begin(sq_store *s, idp_error *err)
+{
+    sq_yield(s);
+    s->in_begin = 1;
+    int rc = sq_run(s->begin);
+    s->in_begin = 0;
+    sq_flag_down(s);
+    return rc == SQLITE_OK ? IDP_OK : sq_error(s, rc, "BEGIN IMMEDIATE", err);
+}
+
+/* Undoes the open transaction, if SQLite has not already rolled it back
+ * (it does so by itself after some errors). */
+static void sq_rollback(sq_store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        sq_run(s->rollback);
+}
+
+static int sq_commit(sq_store *s, idp_error *err)
+{
+    int rc = sq_run(s->commit);
+    if (rc == SQLITE_OK)
+        return IDP_OK;
+    int code = sq_error(s, rc, "COMMIT", err);
+    sq_rollback(s);
+    return code;
+}
+
+/* ---- Increments -------------------------------------------------------- */
+
+/*
+ * Adds n to key inside the open transaction and stores the new value.
+ * Returns IDP_ERANGE (nothing changed, the transaction still usable) when
+ * the sum would reach 2^63; any other error leaves the transaction to be
+ * rolled back by the caller.
+ */
+static int sq_add(sq_store *s, const char *key, uint64_t n, uint64_t *value,
+                  idp_error *err)
+{
+    if (n == 0 || n > IDP_MAX_VALUE)
+        return idp_plugin_error(err, n == 0 ? IDP_EINVAL : IDP_ERANGE,
+                                "cannot add %llu to '%s' (expected 1..%lld)",
+                                (unsigned long long)n, key,
+                                (long long)INT64_MAX);
+    sqlite3_bind_text(s->add, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->add, 2, (sqlite3_int64)n);
+    int rc = sqlite3_step(s->add), code = IDP_OK;
+    if (rc == SQLITE_ROW)
+        code = sq_column_value(s, s->add, 0, value, err);
+    else if (rc == SQLITE_DONE)
+        code = idp_plugin_error(err, IDP_ERANGE, "adding %llu to '%s' in "
+                                "'%s' would reach 2^63; nothing was changed",
+                                (unsigned long long)n, key, s->path);
+    else
+        code = sq_error(s, rc, "increment", err);
+    sqlite3_reset(s->add);
+    sqlite3_clear_bindings(s->add);
+    return code;
+}
+
+/* Counts `k` increments in idprime_stats, inside the open transaction. */
+static int sq_bump(sq_store *s, uint64_t k, idp_error *err)
+{
+    sqlite3_bind_int64(s->bump, 1, (sqlite3_int64)k);
+    int rc = sq_run(s->bump);
+    return rc == SQLITE_OK ? IDP_OK : sq_error(s, rc, "count increment", err);
+}
+
+static int sq_incr(void *store, const char *key, uint64_t n, uint64_t *value,
+                   idp_error *err)
+{
+    sq_store *s = store;
+    uint64_t v = 0;
+    int code = sq_begin(s, err);
+    if (code != IDP_OK)
+        return code;
+    if ((code = sq_add(s, key, n, &v, err)) != IDP_OK ||
+        (code = sq_bump(s, 1, err)) != IDP_OK) {
+        sq_rollback(s);
+        return code;
+    }
+    if ((code = sq_commit(s, err)) != IDP_OK)
+        return code;
+    *value = v;
+    return IDP_OK;
+}
+
+/* Every op in one transaction. An op that would reach 2^63 gets its own
+ * IDP_ERANGE and the others still apply; a store failure rolls back all. */
+static int sq_incr_many(void *store, idp_incr_op *ops, size_t nops,
+                        idp_error *err)
+{
+    sq_store *s = store;
+    int code = sq_begin(s, err);
+    if (code != IDP_OK)
+        return code;
+    uint64_t applied = 0;
+    for (size_t i = 0; i < nops; i++) {
+        idp_error operr;
+        ops[i].value = 0;
+        ops[i].status = sq_add(s, ops[i].key, ops[i].n, &ops[i].value, &operr);
+        if (ops[i].status == IDP_OK) {
+            applied++;
+        } else if (ops[i].status != IDP_ERANGE &&
+                   ops[i].status != IDP_EINVAL) {
+            if (err != NULL)
+                *err = operr;
+            sq_rollback(s);
+            return operr.code;
+        }
+    }
+    if (applied > 0 && (code = sq_bump(s, applied, err)) != IDP_OK) {
+        sq_rollback(s);
+        return code;
+    }
+    return sq_commit(s, err);
+}
+
+static int sq_raise_to(void *store, const char *key, uint64_t value,
+                       uint64_t *result, idp_error *err)
+{
+    sq_store *s = store;
+    if (value > IDP_MAX_VALUE)
+        return idp_plugin_error(err, IDP_ERANGE, "cannot raise '%s' to %llu: "
+                                "values stay below 2^63", key,
+                                (unsigned long long)value);
+    int code = sq_begin(s, err);
+    if (code != IDP_OK)
+        return code;
+    uint64_t v = 0;
+    sqlite3_bind_text(s->raise, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->raise, 2, (sqlite3_int64)value);
+    int rc = sqlite3_step(s->raise);
+    if (rc == SQLITE_ROW)
+        code = sq_column_value(s, s->raise, 0, &v, err);
+    else
+        code = sq_error(s, rc, "raise", err);
+    sqlite3_reset(s->raise);
+    sqlite3_clear_bindings(s->raise);
+    if (code != IDP_OK) {
+        sq_rollback(s);
+        return code;
+    }
+    if ((code = sq_commit(s, err)) != IDP_OK)
+        return code;
+    if (result != NULL)
+        *result = v;
+    return IDP_OK;
+}
+
+/* ---- Reads ------------------------------------------------------------- */
+
+static int sq_get(void *store, const char *key, uint64_t *value, int *exists,
+                  idp_error *err)
+{
+    sq_store *s = store;
+    uint64_t v = 0;
+    int found = 0, code = IDP_OK;
+    sqlite3_bind_text(s->get, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s->get);
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        code = sq_column_value(s, s->get, 0, &v, err);
+    } else if (rc != SQLITE_DONE) {
+        code = sq_error(s, rc, "get", err);
+    }
+    sqlite3_reset(s->get);
+    sqlite3_clear_bindings(s->get);
+    if (code != IDP_OK)
+        return code;
+    *value = v;
+    *exists = found;
+    return IDP_OK;
+}
+
+static int sq_list(void *store, const char *prefix, idp_list_cb cb, void *ud,
+                   idp_error *err)
+{
+    sq_store *s = store;
+    int code = IDP_OK, rc;
+    sqlite3_bind_text(s->list, 1, prefix, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->list, 2, (sqlite3_int64)strlen(prefix));
+    while ((rc = sqlite3_step(s->list)) == SQLITE_ROW) {
+        uint64_t v;
+        const char *name = (const char *)sqlite3_column_text(s->list, 0);
+        if (name == NULL) {
+            code = idp_plugin_error(err, IDP_ENOMEM, "out of memory listing "
+                                    "'%s'", s->path);
+            break;
+        }
+        if ((code = sq_column_value(s, s->list, 1, &v, err)) != IDP_OK)
+            break;
+        if ((code = cb(ud, name, v)) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        code = sq_error(s, rc, "list", err);
+    sqlite3_reset(s->list);
+    sqlite3_clear_bindings(s->list);
+    return code;
+}
+
+static int sq_roundtrips(void *store, uint64_t *count, idp_error *err)
+{
+    sq_store *s = store;
+    uint64_t v = 0;
+    int code = IDP_OK, rc = sqlite3_step(s->count);
+    if (rc == SQLITE_ROW)
+        code = sq_column_value(s, s->count, 0, &v, err);
+    else if (rc != SQLITE_DONE)
+        code = sq_error(s, rc, "read the increment count", err);
+    sqlite3_reset(s->count);
+    if (code == IDP_OK)
+        *count = v;
+    return code;
+}
+
+/* ---- Open and close ---------------------------------------------------- */
+
+static void sq_close(void *store)
+{
+    sq_store *s = store;
+    if (s == NULL)
+        return;
+    sqlite3_stmt *all[] = {s->begin, s->commit, s->rollback, s->add, s->bump,
+                           s->raise, s->get, s->list, s->count};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(all[i]);
+    sqlite3_close_v2(s->db);
+    if (s->waitfd >= 0)
+        close(s->waitfd);
+    free(s->path);
+    free(s);
+}
+
+/*
+ * The file the URI names: "/abs/path.db" for sqlite:///abs/path.db,
+ * "rel/path.db" for sqlite://rel/path.db. Refuses what a file URI cannot
+ * mean (user, password, port, several hosts), naming the part.
+ * On success stores a malloc'ed path in *out.
+ */
+static int sq_file_path(const idp_uri *u, char **out, idp_error *err)
+{
+    static const char expect[] =
+        "(expected sqlite:///abs/path.db or sqlite://rel/path.db)";
+    if (u->has_password)
+        return idp_plugin_error(err, IDP_EINVAL, "a password makes no sense "
+                                "for a SQLite file %s", expect);
+    if (u->user[0] != '\0' || strchr(u->authority, '@') != NULL)
+        return idp_plugin_error(err, IDP_EINVAL, "a user ('%s') makes no "
+                                "sense for a SQLite file %s", u->user, expect);
+    if (u->nhosts > 1)
+        return idp_plugin_error(err, IDP_EINVAL, "several hosts ('%s') make "
+                                "no sense for a SQLite file %s",
+                                u->authority, expect);
+    const char *head = "";
+    if (u->nhosts == 1) {
+        if (u->hosts[0].port != 0)
+            return idp_plugin_error(err, IDP_EINVAL, "a port ('%s') makes no "
+                                    "sense for a SQLite file %s",
+                                    u->authority, expect);
+        if (strchr(u->authority, '[') != NULL)
+            return idp_plugin_error(err, IDP_EINVAL, "'%s' is an IPv6 host, "
+                                    "not a file path %s", u->authority,
+                                    expect);
+        head = u->hosts[0].host;
+    }
+    size_t hlen = strlen(head), plen = strlen(u->path);
+    if (hlen + plen == 0 || (hlen == 0 && strcmp(u->path, "/") == 0))
+        return idp_plugin_error(err, IDP_EINVAL, "the URI names no file %s",
+                                expect);
+    if (plen > 0 && u->path[plen - 1] == '/')
+        return idp_plugin_error(err, IDP_EINVAL, "the path '%s%s' names a "
+                                "directory, not a file", head, u->path);
+    /* SQLite is built with URI filenames: keep "file:..." a plain name. */
+    const char *dot = strncmp(head, "file:", 5) == 0 ? "./" : "";
+    size_t dlen = strlen(dot);
+    char *path = malloc(dlen + hlen + plen + 1);
+    if (path == NULL)
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+    memcpy(path, dot, dlen);
+    memcpy(path + dlen, head, hlen);
+    memcpy(path + dlen + hlen, u->path, plen + 1);
+    *out = path;
+    return IDP_OK;
+}
+
+/*
+ * Checks that the file's directory exists and is writable (WAL creates
+ * -wal and -shm files beside the database), so the error names the
+ * directory and the OS reason rather than SQLite's "unable to open".
+ */
+static int sq_check_dir(const char *path, idp_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    struct stat st;
+    int e = 0;
+    if (stat(dir, &st) != 0)
+        e = errno;
+    else if (!S_ISDIR(st.st_mode))
+        e = ENOTDIR;
+    else if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0)
+        e = errno;
+    if (e == 0)
+        return IDP_OK;
+    return idp_plugin_error(err, IDP_ESTORE, "cannot open '%s': directory "
+                            "'%s': %s (it is not created; create it or "
+                            "choose another path)", path, dir, strerror(e));
+}
+
+/*
+ * Runs one setup statement, storing the text of its first row (if any) in
+ * out. SQLite answers SQLITE_BUSY without calling the busy handler where
+ * waiting could deadlock (two connections switching a new file to WAL at
+ * once), so a busy answer is retried here until `deadline`.
+ */
+static int sq_setup_step(sq_store *s, const char *sql, uint64_t deadline,
+                         char *out, size_t len, idp_error *err)
+{
+    for (;;) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW && out != NULL) {
+                const unsigned char *t = sqlite3_column_text(st, 0);
+                snprintf(out, len, "%s", t != NULL ? (const char *)t : "");
+            }
+            if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+                rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+        uint64_t now = sq_now_ns();
+        if (rc == SQLITE_OK)
+            return IDP_OK;
+        if ((rc & 0xff) != SQLITE_BUSY || now >= deadline)
+            return sq_error(s, rc, sql, err);
+        sq_nap(s, deadline - now);
+    }
+}
+
+static int sq_prepare(sq_store *s, const char *sql, sqlite3_stmt **st,
+                      idp_error *err)
+{
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                st, NULL);
+    return rc == SQLITE_OK ? IDP_OK : sq_error(s, rc, "prepare", err);
+}
+
+/* Opens the file, sets WAL, synchronous and the busy timeout, creates the
+ * tables and prepares every statement. */
+static int sq_setup(sq_store *s, idp_error *err)
+{
+    int rc = sqlite3_open_v2(s->path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                             SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        if (s->db == NULL)
+            return idp_plugin_error(err, IDP_ENOMEM, "out of memory opening "
+                                    "'%s'", s->path);
+        return sq_error(s, rc, "open", err);
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    s->rng = sq_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)s;
+    if (s->rng == 0)
+        s->rng = 1;
+    sqlite3_busy_handler(s->db, sq_busy, s);
+    sq_open_flags(s);
+
+    uint64_t deadline = sq_now_ns() +
+                        (uint64_t)s->host->timeout_ms * 1000000u;
+    char mode[32] = "";
+    int code = sq_setup_step(s, "PRAGMA journal_mode=WAL", deadline, mode,
+                             sizeof mode, err);
+    if (code != IDP_OK)
+        return code;
+    if (strcasecmp(mode, "wal") != 0 && s->host->log != NULL)
+        s->host->log(s->host, IDP_LOG_WARN, "'%s' stays in journal mode '%s', "
+                     "not WAL: readers and the writer will block each other",
+                     s->path, mode);
+
+    /* The host validated the value; map it anyway so only a known word
+     * ever reaches the SQL text. */
+    const char *sync = s->host->param_str(s->host, "synchronous");
+    const char *pragma = sync != NULL && strcasecmp(sync, "NORMAL") == 0
+                         ? "PRAGMA synchronous=NORMAL"
+                         : "PRAGMA synchronous=FULL";
+    if ((code = sq_setup_step(s, pragma, deadline, NULL, 0, err)) != IDP_OK ||
+        (code = sq_setup_step(s, sq_sql_counters, deadline, NULL, 0, err))
+            != IDP_OK ||
+        (code = sq_setup_step(s, sq_sql_stats, deadline, NULL, 0, err))
+            != IDP_OK)
+        return code;
+
+    if ((code = sq_prepare(s, "BEGIN IMMEDIATE", &s->begin, err)) != IDP_OK ||
+        (code = sq_prepare(s, "COMMIT", &s->commit, err)) != IDP_OK ||
+        (code = sq_prepare(s, "ROLLBACK", &s->rollback, err)) != IDP_OK ||
+        (code = sq_prepare(s, sq_sql_add, &s->add, err)) != IDP_OK ||
+        (code = sq_prepare(s, sq_sql_bump, &s->bump, err)) != IDP_OK ||
+        (code = sq_prepare(s, sq_sql_raise, &s->raise, err)) != IDP_OK ||
+        (code = sq_prepare(s, sq_sql_get, &s->get, err)) != IDP_OK ||
+        (code = sq_prepare(s, sq_sql_list, &s->list, err)) != IDP_OK ||
+        (code = sq_prepare(s, sq_sql_count, &s->count, err)) != IDP_OK)
+        return code;
+    return IDP_OK;
+}
+
+static int sq_open(const idp_host *host, void **store, idp_error *err)
+{
+    if (sqlite3_libversion_number() < SQ_MIN_VERSION)
+        return idp_plugin_error(err, IDP_ESTORE, "SQLite %s is too old "
+                                "(STRICT tables need 3.37.0 or later)",
+                                sqlite3_libversion());
+    sq_store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+    s->host = host;
+    s->waitfd = -1;
+    int code = sq_file_path(host->uri, &s->path, err);
+    if (code == IDP_OK)
+        code = sq_check_dir(s->path, err);
+    if (code == IDP_OK)
+        code = sq_setup(s, err);
+    if (code != IDP_OK) {
+        sq_close(s);
+        return code;
+    }
+    *store = s;
+    return IDP_OK;
+}
+
+static const idp_plugin sq_plugin = {
+    .abi_version = IDP_PLUGIN_ABI_VERSION,
+    .size = (uint32_t)sizeof(idp_plugin),
+    .name = "sqlite",
+    .schemes = sq_schemes,
+    .params = sq_params,
+    .open = sq_open,
+    .close = sq_close,
+    .incr = sq_incr,
+    .get = sq_get,
+    .incr_many = sq_incr_many,
+    .raise_to = sq_raise_to,
+    .list = sq_list,
+    .roundtrips = sq_roundtrips,
+};
+
+IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)
+{
+    return &sq_plugin;
+}
