@@ -1,0 +1,241 @@
+/*
+ * test_migrate.c - `idprime migrate FROM TO [COUNTER...]` as a user runs it,
+ * across every ordered pair of the real stores (redis, memcached, sqlite):
+ * each counter in TO is raised to at least its value in FROM, never
+ * lowered, and a client on TO continues above every ID FROM handed out.
+ * (mem is per process, so the command cannot see a mem store of the test.)
+ */
+#include <check.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "idprime/idprime.h"
+
+enum { REDIS, MEMCACHED, SQLITE, NSTORES };
+static const char *const store_names[NSTORES] = {"redis", "memcached", "sqlite"};
+
+typedef struct stores {
+    server redis, memcached;
+    char dir[PATH_MAX];
+} stores;
+
+static void stores_start(stores *s)
+{
+    memset(s, 0, sizeof *s);
+    ck_assert_int_eq(server_start(&s->redis, "redis", NULL), 0);
+    ck_assert_int_eq(server_start(&s->memcached, "memcached", NULL), 0);
+    ck_assert_ptr_nonnull(harness_tmpdir(s->dir, sizeof s->dir));
+}
+
+static void stores_stop(stores *s)
+{
+    server_stop(&s->redis, 0);
+    server_stop(&s->memcached, 0);
+}
+
+/* The URI of store `which` with `query` ("?prefix=..."). */
+static const char *uri_of(const stores *s, int which, const char *query,
+                          char *buf, size_t len)
+{
+    if (which == REDIS)
+        return server_uri(&s->redis, query, buf, len);
+    if (which == MEMCACHED)
+        return server_uri(&s->memcached, query, buf, len);
+    snprintf(buf, len, "sqlite://%s/ids.db%s", s->dir, query);
+    return buf;
+}
+
+static idp_client *open_ok(const char *uri)
+{
+    idp_error err;
+    idp_client *c = idp_open(uri, NULL, &err);
+    ck_assert_msg(c != NULL, "open %s: %s", uri, err.msg);
+    return c;
+}
+
+static uint64_t value_of(const char *uri, const char *name)
+{
+    idp_client *c = open_ok(uri);
+    uint64_t v = 0;
+    idp_error err;
+    ck_assert_msg(idp_get(c, name, &v, NULL, &err) == IDP_OK, "%s", err.msg);
+    idp_close(c);
+    return v;
+}
+
+/* Runs the idprime command; returns its exit code, stdout and stderr in
+ * out (joined). */
+static int run_cli(char *out, size_t len, const char *const *args)
+{
+    const char *cli = getenv("IDPRIME_CLI");
+    ck_assert_msg(cli != NULL, "IDPRIME_CLI is not set: run through ctest");
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        char *argv[16];
+        int n = 0;
+        argv[n++] = (char *)cli;
+        for (; args[n - 1] != NULL && n < 15; n++)
+            argv[n] = (char *)args[n - 1];
+        argv[n] = NULL;
+        execv(cli, argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < len && (r = read(fds[0], out + got, len - got - 1)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(fds[0]);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+#define ASSERT_HAS(text, want) \
+    ck_assert_msg(strstr((text), (want)) != NULL, "'%s' not in:\n%s", (want), (text))
+
+START_TEST(test_migrate_every_pair_raises_never_lowers)
+{
+    stores s;
+    stores_start(&s);
+    for (int from = 0; from < NSTORES; from++) {
+        for (int to = 0; to < NSTORES; to++) {
+            if (from == to)
+                continue;
+            char q[64], fu[PATH_MAX + 128], tu[PATH_MAX + 128];
+            snprintf(q, sizeof q, "?prefix=p%d%d.&batch=100&low_watermark=0",
+                     from, to);
+            uri_of(&s, from, q, fu, sizeof fu);
+            uri_of(&s, to, q, tu, sizeof tu);
+
+            /* FROM handed out 1..250 of "files"; "chunk" stands at 5000.
+             * TO already holds "chunk" at 9000 and has no "files". */
+            idp_client *c = open_ok(fu);
+            idp_counter *files = idp_counter_get(c, "files", NULL);
+            uint64_t id = 0;
+            for (int i = 0; i < 250; i++)
+                ck_assert_int_eq(idp_next(files, &id, NULL), IDP_OK);
+            ck_assert_uint_eq(id, 250);
+            ck_assert_int_eq(idp_raise(c, "chunk", 5000, NULL, NULL), IDP_OK);
+            idp_close(c);
+            c = open_ok(tu);
+            ck_assert_int_eq(idp_raise(c, "chunk", 9000, NULL, NULL), IDP_OK);
+            idp_close(c);
+
+            char out[4096];
+            const char *args[] = {"migrate", fu, tu, "files", "chunk", NULL};
+            int rc = run_cli(out, sizeof out, args);
+            ck_assert_msg(rc == 0, "%s -> %s: exit %d:\n%s", store_names[from],
+                          store_names[to], rc, out);
+            ASSERT_HAS(out, "files: raised TO from 0 to 300");
+            ASSERT_HAS(out, "chunk: TO is at 9000 >= 5000, unchanged");
+            ck_assert_uint_eq(value_of(tu, "files"), 300);
+            ck_assert_uint_eq(value_of(tu, "chunk"), 9000);
+
+            /* a client on TO continues above every ID FROM handed out */
+            c = open_ok(tu);
+            files = idp_counter_get(c, "files", NULL);
+            ck_assert_int_eq(idp_next(files, &id, NULL), IDP_OK);
+            ck_assert_uint_eq(id, 301);
+            idp_close(c);
+        }
+    }
+    stores_stop(&s);
+}
+END_TEST
+
+START_TEST(test_dry_run_changes_nothing)
+{
+    stores s;
+    stores_start(&s);
+    char fu[PATH_MAX + 128], tu[PATH_MAX + 128];
+    uri_of(&s, REDIS, "?prefix=dry.", fu, sizeof fu);
+    uri_of(&s, SQLITE, "?prefix=dry.", tu, sizeof tu);
+    idp_client *c = open_ok(fu);
+    ck_assert_int_eq(idp_raise(c, "inode", 777, NULL, NULL), IDP_OK);
+    idp_close(c);
+    char out[4096];
+    const char *args[] = {"migrate", "--dry-run", fu, tu, "inode", NULL};
+    ck_assert_int_eq(run_cli(out, sizeof out, args), 0);
+    ASSERT_HAS(out, "inode: would raise TO from 0 to 777");
+    ck_assert_uint_eq(value_of(tu, "inode"), 0);
+    stores_stop(&s);
+}
+END_TEST
+
+START_TEST(test_migrate_without_names_takes_every_counter)
+{
+    stores s;
+    stores_start(&s);
+    char fu[PATH_MAX + 128], tu[PATH_MAX + 128];
+    uri_of(&s, SQLITE, "?prefix=all.", fu, sizeof fu);
+    uri_of(&s, REDIS, "?prefix=all.", tu, sizeof tu);
+    idp_client *c = open_ok(fu);
+    ck_assert_int_eq(idp_raise(c, "inode", 10, NULL, NULL), IDP_OK);
+    ck_assert_int_eq(idp_raise(c, "chunk", 20, NULL, NULL), IDP_OK);
+    idp_close(c);
+    /* a counter outside the prefix is not FROM's and is left alone */
+    char other[PATH_MAX + 128];
+    c = open_ok(uri_of(&s, SQLITE, "", other, sizeof other));
+    ck_assert_int_eq(idp_raise(c, "stranger", 5, NULL, NULL), IDP_OK);
+    idp_close(c);
+    char out[4096];
+    const char *args[] = {"migrate", fu, tu, NULL};
+    ck_assert_int_eq(run_cli(out, sizeof out, args), 0);
+    ASSERT_HAS(out, "inode: raised TO from 0 to 10");
+    ASSERT_HAS(out, "chunk: raised TO from 0 to 20");
+    ck_assert_ptr_null(strstr(out, "stranger"));
+    ck_assert_uint_eq(value_of(tu, "inode"), 10);
+    ck_assert_uint_eq(value_of(tu, "chunk"), 20);
+    stores_stop(&s);
+}
+END_TEST
+
+START_TEST(test_memcached_needs_counter_names)
+{
+    stores s;
+    stores_start(&s);
+    char fu[PATH_MAX + 128], tu[PATH_MAX + 128];
+    uri_of(&s, MEMCACHED, "", fu, sizeof fu);
+    uri_of(&s, SQLITE, "", tu, sizeof tu);
+    char out[4096];
+    const char *args[] = {"migrate", fu, tu, NULL};
+    ck_assert_int_eq(run_cli(out, sizeof out, args), 2);
+    ASSERT_HAS(out, "cannot list its counters (name them)");
+    /* a store that is down is a failure of the work, named */
+    const char *down[] = {"migrate", "redis://127.0.0.1:1?timeout_ms=200", tu,
+                          "inode", NULL};
+    ck_assert_int_eq(run_cli(out, sizeof out, down), 1);
+    ASSERT_HAS(out, "127.0.0.1:1");
+    stores_stop(&s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("migrate");
+    TCase *tc = tcase_create("migrate");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_migrate_every_pair_raises_never_lowers);
+    tcase_add_test(tc, test_dry_run_changes_nothing);
+    tcase_add_test(tc, test_migrate_without_names_takes_every_counter);
+    tcase_add_test(tc, test_memcached_needs_counter_names);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
