@@ -1,0 +1,751 @@
+/*
+ * memcached.c - the memcached store plugin (libmemcached).
+ *
+ * URI: memcached://host[:port][,host[:port]...]   (port 11211 by default)
+ *
+ * A counter is one memcached item holding its value in decimal. Several
+ * servers spread the counters by consistent hashing (ketama): every client
+ * must list the same servers, spelled the same way, or they would look for
+ * a counter on different servers. Hosts are never ejected from the ring: a
+ * counter moved to another server would start again from 0.
+ *
+ * Increments are 64-bit, on the binary protocol, and never retried by
+ * libmemcached or by this file: a lost reply is an error (the engine counts
+ * those IDs as a gap), and the connection is dropped after any failure so
+ * that a late reply can never be read as the answer to a later command.
+ *
+ * memcached keeps counters in memory only: a restart, a flush_all or an
+ * eviction loses them, after which the store answers from 0 again. The
+ * engine's regression guard refuses those answers; open warns when the
+ * server evicts (started without -M).
+ */
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libmemcached-1.0/memcached.h>
+
+#include <idprime/plugin.h>
+
+#define MC_DEFAULT_PORT 11211
+#define MC_MAX_KEY 250          /* memcached's KEY_MAX_LENGTH */
+#define MC_WHERE_LEN 192        /* "host:port,..." in messages */
+
+/* Increments up to this size go out as one memcached incr; larger ones
+ * through a gets/cas loop that checks the limit before writing. See
+ * mc_incr for why the split keeps every value below 2^63. */
+#define MC_FAST_INCR_MAX ((uint64_t)1 << 32)
+
+/* The value an exhausted counter is set to: 2^63, never served. */
+#define MC_EXHAUSTED "9223372036854775808"
+
+/* A missing counter is created with add; losing that race to another
+ * creator sends us back to incr. More rounds than this means the key keeps
+ * vanishing between the two (a flush loop): give up. */
+#define MC_CREATE_ROUNDS 8
+
+typedef struct mc_store {
+    const idp_host *host;   /* valid until close */
+    memcached_st *mc;       /* NULL after a failure: the next call reconnects */
+    unsigned timeout_ms;
+    char servers[MC_WHERE_LEN]; /* "h:p,h:p" for messages, maybe truncated */
+} mc_store;
+
+/* ---- Helpers ------------------------------------------------------------ */
+
+static unsigned mc_port(const idp_uri_host *h)
+{
+    return h->port != 0 ? h->port : MC_DEFAULT_PORT;
+}
+
+/* "host:port", IPv6 in brackets. */
+static void mc_hostport(const idp_uri_host *h, char *buf, size_t len)
+{
+    if (strchr(h->host, ':') != NULL)
+        snprintf(buf, len, "[%s]:%u", h->host, mc_port(h));
+    else
+        snprintf(buf, len, "%s:%u", h->host, mc_port(h));
+}
+
+static uint64_t mc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * Parses a counter as memcached stores it: decimal digits, possibly
+ * followed by spaces (memcached pads a value in place when an incr or decr
+ * makes it shorter). Returns 0, or -1 for anything else.
+ */
+static int mc_parse(const char *s, size_t len, uint64_t *out)
+{
+    size_t i = 0;
+    uint64_t v = 0;
+    if (len == 0 || s[0] < '0' || s[0] > '9')
+        return -1;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    for (; i < len; i++)
+        if (s[i] != ' ')
+            return -1;
+    *out = v;
+    return 0;
+}
+
+/* Memcached keys: 1 to 250 bytes, no spaces or control characters (the
+ * text protocol could not carry them, and other tools could not read them). */
+static int mc_check_key(const char *key, idp_error *err)
+{
+    size_t len = strlen(key);
+    if (len == 0 || len > MC_MAX_KEY)
+        return idp_plugin_error(err, IDP_EINVAL,
+                                "key '%.40s%s' is %zu bytes; memcached "
+                                "keys are 1 to %d bytes (shorten the prefix or "
+                                "the counter name)", key, len > 40 ? "..." : "",
+                                len, MC_MAX_KEY);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c <= ' ' || c == 0x7f)
+            return idp_plugin_error(err, IDP_EINVAL,
+                                    "key '%.40s' has a space or "
+                                    "control character at byte %zu, which "
+                                    "memcached keys cannot hold", key, i);
+    }
+    return IDP_OK;
+}
+
+/* Sets the behaviours every connection of this plugin relies on. */
+static memcached_return_t mc_configure(memcached_st *mc, unsigned timeout_ms)
+{
+    uint64_t ms = timeout_ms > 0 ? timeout_ms : 1;
+    uint64_t us = ms > INT32_MAX / 1000 ? (uint64_t)INT32_MAX : ms * 1000;
+    const struct { memcached_behavior_t b; uint64_t v; } set[] = {
+        /* 64-bit increments with a 64-bit reply, and gets/cas. */
+        {MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1},
+        {MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1},
+        /* Every command waits for its own reply: nothing is queued, nothing
+         * is sent "noreply", nothing is written twice to replicas. */
+        {MEMCACHED_BEHAVIOR_NO_BLOCK, 0},
+        {MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0},
+        {MEMCACHED_BEHAVIOR_NOREPLY, 0},
+        {MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS, 0},
+        /* Consistent hashing; a failed host is never ejected from the ring
+         * (its counters would restart from 0 on another server). */
+        {MEMCACHED_BEHAVIOR_DISTRIBUTION,
+         MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA},
+        {MEMCACHED_BEHAVIOR_AUTO_EJECT_HOSTS, 0},
+        /* No back-off after a failure: mc_fail drops the handle and the
+         * next call reconnects. */
+        {MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0},
+        {MEMCACHED_BEHAVIOR_TCP_NODELAY, 1},
+        {MEMCACHED_BEHAVIOR_TCP_KEEPALIVE, 1},
+        /* timeout_ms bounds the connect and every wait for the socket
+         * (poll, in ms); SO_SNDTIMEO/SO_RCVTIMEO are in microseconds. */
+        {MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms},
+        {MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms},
+        {MEMCACHED_BEHAVIOR_SND_TIMEOUT, us},
+        {MEMCACHED_BEHAVIOR_RCV_TIMEOUT, us},
+    };
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) {
+        memcached_return_t r = memcached_behavior_set(mc, set[i].b, set[i].v);
+        if (r != MEMCACHED_SUCCESS)
+            return r;
+    }
+    return MEMCACHED_SUCCESS;
+}
+
+/*
+ * A libmemcached handle on hosts[0 .. n-1] of the URI. Nothing is connected
+ * yet (libmemcached connects on first use). Returns NULL with err filled.
+ */
+static memcached_st *mc_create(const mc_store *s, const idp_uri_host *hosts,
+                               size_t n, idp_error *err)
+{
+    memcached_st *mc = memcached_create(NULL);
+    if (mc == NULL) {
+        idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+        return NULL;
+    }
+    memcached_return_t r = mc_configure(mc, s->timeout_ms);
+    if (r != MEMCACHED_SUCCESS) {
+        idp_plugin_error(err, IDP_ESTORE, "cannot configure "
+                         "libmemcached: %s", memcached_strerror(mc, r));
+        memcached_free(mc);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        r = memcached_server_add(mc, hosts[i].host,
+                                 (in_port_t)mc_port(&hosts[i]));
+        if (r != MEMCACHED_SUCCESS) {
+            char hp[128];
+            mc_hostport(&hosts[i], hp, sizeof hp);
+            idp_plugin_error(err, IDP_EINVAL, "cannot add server "
+                             "%s: %s", hp, memcached_strerror(mc, r));
+            memcached_free(mc);
+            return NULL;
+        }
+    }
+    return mc;
+}
+
+/* Makes sure the store has a handle (rebuilt after a failure). */
+static int mc_ready(mc_store *s, idp_error *err)
+{
+    if (s->mc == NULL)
+        s->mc = mc_create(s, s->host->uri->hosts, s->host->uri->nhosts, err);
+    return s->mc != NULL ? IDP_OK : (err != NULL ? err->code : IDP_ENOMEM);
+}
+
+/* Closes every connection and forgets the handle's state. */
+static void mc_drop(mc_store *s)
+{
+    if (s->mc != NULL) {
+        memcached_free(s->mc);
+        s->mc = NULL;
+    }
+}
+
+/* "host:port" of the server that holds `key`, or the server list. */
+static void mc_where(const mc_store *s, const char *key, char *buf, size_t len)
+{
+    memcached_return_t r;
+    const memcached_instance_st *in = NULL;
+    if (s->mc != NULL && key != NULL)
+        in = memcached_server_by_key(s->mc, key, strlen(key), &r);
+    if (in != NULL)
+        snprintf(buf, len, "%s:%u", memcached_server_name(in),
+                 (unsigned)memcached_server_port(in));
+    else
+        snprintf(buf, len, "%s", s->servers);
+}
+
+/*
+ * Reports a failed command and drops the handle with its connections.
+ * libmemcached does not always close a socket after a poll timeout (io_wait
+ * just returns MEMCACHED_TIMEOUT), and with 1.1.4 we have seen the next
+ * command read the late reply of one that timed out as its own answer; it
+ * also puts a failed server in a back-off during which every call fails.
+ * Nothing of a handle that failed is trusted: the next call builds a new
+ * one and reconnects. Returns IDP_ETIMEOUT for a timeout, else IDP_ESTORE.
+ */
+static int mc_fail(mc_store *s, const char *op, const char *key,
+                   memcached_return_t r, idp_error *err)
+{
+    char where[MC_WHERE_LEN];
+    mc_where(s, key, where, sizeof where);
+    int eno = s->mc != NULL ? memcached_last_error_errno(s->mc) : 0;
+    const char *why = eno != 0 ? strerror(eno) : memcached_strerror(s->mc, r);
+    int code = r == MEMCACHED_TIMEOUT ? IDP_ETIMEOUT : IDP_ESTORE;
+    if (code == IDP_ETIMEOUT)
+        idp_plugin_error(err, code, "server %s: %s%s%.40s%s timed out after "
+                         "%u ms (reply lost, not retried)", where, op,
+                         key ? " of '" : "", key ? key : "", key ? "'" : "",
+                         s->timeout_ms);
+    else
+        idp_plugin_error(err, code, "server %s: %s%s%.40s%s failed: %s",
+                         where, op, key ? " of '" : "", key ? key : "",
+                         key ? "'" : "", why);
+    mc_drop(s);
+    return code;
+}
+
+static int mc_not_number(const char *key, const char *val, size_t len,
+                         idp_error *err)
+{
+    return idp_plugin_error(err, IDP_ESTORE, "key '%.40s' holds "
+                            "'%.*s'%s, not a decimal counter", key,
+                            (int)(len > 24 ? 24 : len), val,
+                            len > 24 ? "..." : "");
+}
+
+/*
+ * gets: the value and CAS id of `key`. *exists = 0 for a missing key.
+ * A value that is not a decimal counter is IDP_ESTORE naming the key.
+ */
+static int mc_gets(mc_store *s, const char *key, int *exists, uint64_t *value,
+                   uint64_t *cas, idp_error *err)
+{
+    const char *keys[1] = {key};
+    size_t lens[1] = {strlen(key)};
+    memcached_result_st res;
+    memcached_return_t r = memcached_mget(s->mc, keys, lens, 1);
+    if (r != MEMCACHED_SUCCESS)
+        return mc_fail(s, "gets", key, r, err);
+    if (memcached_result_create(s->mc, &res) == NULL) {
+        mc_drop(s);  /* replies may be pending */
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+    }
+    int rc = IDP_OK, found = 0;
+    while (memcached_fetch_result(s->mc, &res, &r) != NULL) {
+        if (found++ != 0)
+            continue;  /* one key asked: drain whatever else comes */
+        if (mc_parse(memcached_result_value(&res), memcached_result_length(&res),
+                     value) != 0)
+            rc = mc_not_number(key, memcached_result_value(&res),
+                               memcached_result_length(&res), err);
+        *cas = memcached_result_cas(&res);
+    }
+    memcached_result_free(&res);
+    if (r != MEMCACHED_END && r != MEMCACHED_NOTFOUND && r != MEMCACHED_SUCCESS)
+        return mc_fail(s, "gets", key, r, err);
+    *exists = found != 0;
+    if (!found)
+        *value = 0, *cas = 0;
+    return rc;
+}
+
+/*
+ * libmemcached reports memcached's "non-numeric value" reply to an incr as
+ * an unknown read failure. After mc_fail, looks at the value on a fresh
+ * connection and, when it is not a counter, says so in err instead.
+ */
+static void mc_explain(mc_store *s, const char *key, idp_error *err)
+{
+    size_t vlen;
+    uint32_t flags;
+    uint64_t v;
+    memcached_return_t r;
+    char *val;
+    if (mc_ready(s, NULL) != IDP_OK)
+        return;
+    val = memcached_get(s->mc, key, strlen(key), &vlen, &flags, &r);
+    if (val == NULL) {
+        if (r != MEMCACHED_NOTFOUND)
+            mc_drop(s);
+        return;
+    }
+    if (mc_parse(val, vlen, &v) != 0)
+        mc_not_number(key, val, vlen, err);
+    free(val);
+}
+
+/* Stores `v` with add (only when missing) or cas (only when unchanged).
+ * Returns IDP_OK and *stored = 1 when written, *stored = 0 when someone
+ * else got there first. */
+static int mc_put(mc_store *s, const char *key, uint64_t v, int exists,
+                  uint64_t cas, int *stored, idp_error *err)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%" PRIu64, v);
+    memcached_return_t r = exists
+        ? memcached_cas(s->mc, key, strlen(key), buf, (size_t)n, 0, 0, cas)
+        : memcached_add(s->mc, key, strlen(key), buf, (size_t)n, 0, 0);
+    *stored = r == MEMCACHED_SUCCESS || r == MEMCACHED_STORED;
+    if (*stored || r == MEMCACHED_DATA_EXISTS || r == MEMCACHED_NOTSTORED ||
+        r == MEMCACHED_NOTFOUND)
+        return IDP_OK;
+    return mc_fail(s, exists ? "cas" : "add", key, r, err);
+}
+
+/*
+ * Marks a counter exhausted by setting it to 2^63. Called after an incr
+ * went to 2^63 or beyond (or wrapped past 2^64): the counter's true value
+ * is then at least 2^63 for good, so raising or lowering it to exactly 2^63
+ * refuses the same answers as before and serves none; what it buys is that
+ * memcached, which wraps at 2^64, stays far from wrapping however many
+ * callers keep asking. Best effort: a failure here leaves the next refused
+ * caller to do it.
+ */
+static void mc_exhaust(mc_store *s, const char *key)
+{
+    memcached_return_t r = memcached_set(s->mc, key, strlen(key), MC_EXHAUSTED,
+                                         sizeof MC_EXHAUSTED - 1, 0, 0);
+    if (r != MEMCACHED_SUCCESS && r != MEMCACHED_STORED)
+        mc_drop(s);
+}
+
+static int mc_range(const char *key, uint64_t n, idp_error *err)
+{
+    return idp_plugin_error(err, IDP_ERANGE, "key '%.40s' "
+                            "cannot grow by %" PRIu64 ": it would reach 2^63",
+                            key, n);
+}
+
+/* ---- incr ------------------------------------------------------------- */
+
+/*
+ * One increment with memcached's incr, creating a missing counter with add.
+ *
+ * Why incr + add and not memcached_increment_with_initial: both are atomic
+ * on the server (the binary "increment with initial" is itself an add of
+ * `initial` when the key is missing, failing with "exists" when another
+ * client wins), and both give INCRBY exactly when the initial value is n.
+ * But memcached does not count an increment-with-initial that creates the
+ * key in incr_hits or incr_misses, so the store's own count of increments
+ * (roundtrips, compared by the bench with the engine's) would miss every
+ * creation. incr + add costs one more round trip once per counter and keeps
+ * that count exact: every fetch is one incr on the server (two for the
+ * loser of a race to create the counter).
+ *
+ * libmemcached's memcached_increment takes a 32-bit offset; the _by_key
+ * variant takes 64 bits, and with the key as its own group key it hashes
+ * to the same server as every other command here.
+ */
+static int mc_incr_fast(mc_store *s, const char *key, uint64_t n,
+                        uint64_t *value, idp_error *err)
+{
+    size_t len = strlen(key);
+    for (int round = 0; round < MC_CREATE_ROUNDS; round++) {
+        uint64_t v = 0;
+        memcached_return_t r = memcached_increment_by_key(s->mc, key, len, key,
+                                                          len, n, &v);
+        if (r == MEMCACHED_SUCCESS) {
+            /* v < n: memcached wrapped past 2^64 (it cannot happen while
+             * exhausted counters are pinned at 2^63; see mc_incr). */
+            if (v < n || v > IDP_MAX_VALUE) {
+                mc_exhaust(s, key);
+                return mc_range(key, n, err);
+            }
+            *value = v;
+            return IDP_OK;
+        }
+        if (r != MEMCACHED_NOTFOUND) {
+            int code = mc_fail(s, "incr", key, r, err);
+            if (r == MEMCACHED_UNKNOWN_READ_FAILURE)
+                mc_explain(s, key, err);
+            return code;
+        }
+        /* Missing: create it at n. Exactly one add wins; a loser goes back
+         * to incr, which then finds the winner's value. */
+        int stored, rc = mc_put(s, key, n, 0, 0, &stored, err);
+        if (rc != IDP_OK)
+            return rc;
+        if (stored) {
+            *value = n;
+            return IDP_OK;
+        }
+    }
+    return idp_plugin_error(err, IDP_ESTORE, "counter '%.40s' "
+                            "vanished %d times between incr and add (is "
+                            "something flushing the server?)", key,
+                            MC_CREATE_ROUNDS);
+}
+
+/* An increment by gets/cas: checks the limit before anything is written. */
+static int mc_incr_cas(mc_store *s, const char *key, uint64_t n,
+                       uint64_t *value, idp_error *err)
+{
+    uint64_t deadline = mc_now_ms() + s->timeout_ms;
+    unsigned tries = 0;
+    do {
+        int exists, stored, rc;
+        uint64_t cur, cas;
+        tries++;
+        if ((rc = mc_gets(s, key, &exists, &cur, &cas, err)) != IDP_OK)
+            return rc;
+        if (cur > IDP_MAX_VALUE - n)
+            return mc_range(key, n, err);
+        if ((rc = mc_put(s, key, cur + n, exists, cas, &stored, err)) != IDP_OK)
+            return rc;
+        if (stored) {
+            *value = cur + n;
+            return IDP_OK;
+        }
+    } while (mc_now_ms() < deadline);
+    return idp_plugin_error(err, IDP_ETIMEOUT, "incr of '%.40s' by "
+                            "%" PRIu64 " lost %u compare-and-swap races in "
+                            "%u ms; counter too busy", key, n, tries,
+                            s->timeout_ms);
+}
+
+/*
+ * INCRBY, never wrapping, never reaching 2^63.
+ *
+ * memcached's incr is unconditional and wraps at 2^64, so the limit is
+ * checked on its answer: an answer of 2^63 or more is refused (and one
+ * below n means it wrapped). A refused incr has still moved the counter,
+ * so the counter is then pinned at 2^63 (mc_exhaust), and small increments
+ * (up to 2^32, every batch the engine fetches) can push it past 2^63 only
+ * by 2^32 per caller between two pins: wrapping would take 2^31 clients at
+ * once. Larger increments go through gets/cas and never write past the
+ * limit at all. The cost: a refused increment uses up whatever room was
+ * left below 2^63.
+ */
+static int mc_incr(void *store, const char *key, uint64_t n, uint64_t *value,
+                   idp_error *err)
+{
+    mc_store *s = store;
+    int rc = mc_check_key(key, err);
+    if (rc != IDP_OK)
+        return rc;
+    if (n == 0)
+        return idp_plugin_error(err, IDP_EINVAL, "incr of '%.40s' "
+                                "by 0", key);
+    if (n > IDP_MAX_VALUE)
+        return mc_range(key, n, err);
+    if ((rc = mc_ready(s, err)) != IDP_OK)
+        return rc;
+    if (n <= MC_FAST_INCR_MAX)
+        return mc_incr_fast(s, key, n, value, err);
+    return mc_incr_cas(s, key, n, value, err);
+}
+
+/* ---- get, raise_to ------------------------------------------------------ */
+
+static int mc_get(void *store, const char *key, uint64_t *value, int *exists,
+                  idp_error *err)
+{
+    mc_store *s = store;
+    size_t vlen;
+    uint32_t flags;
+    memcached_return_t r;
+    int rc = mc_check_key(key, err);
+    if (rc != IDP_OK || (rc = mc_ready(s, err)) != IDP_OK)
+        return rc;
+    char *val = memcached_get(s->mc, key, strlen(key), &vlen, &flags, &r);
+    if (val == NULL) {
+        if (r == MEMCACHED_NOTFOUND) {
+            *value = 0;
+            *exists = 0;
+            return IDP_OK;
+        }
+        return mc_fail(s, "get", key, r, err);
+    }
+    rc = mc_parse(val, vlen, value) == 0 ? IDP_OK
+                                         : mc_not_number(key, val, vlen, err);
+    free(val);
+    if (rc == IDP_OK)
+        *exists = 1;
+    return rc;
+}
+
+/* Raises the counter to at least `value` with gets + cas (add when
+ * missing); never lowers it. */
+static int mc_raise_to(void *store, const char *key, uint64_t value,
+                       uint64_t *result, idp_error *err)
+{
+    mc_store *s = store;
+    int rc = mc_check_key(key, err);
+    if (rc != IDP_OK)
+        return rc;
+    if (value > IDP_MAX_VALUE)
+        return idp_plugin_error(err, IDP_ERANGE, "cannot raise "
+                                "'%.40s' to %" PRIu64 ": values stay below "
+                                "2^63", key, value);
+    if ((rc = mc_ready(s, err)) != IDP_OK)
+        return rc;
+    uint64_t deadline = mc_now_ms() + s->timeout_ms;
+    unsigned tries = 0;
+    do {
+        int exists, stored;
+        uint64_t cur, cas;
+        tries++;
+        if ((rc = mc_gets(s, key, &exists, &cur, &cas, err)) != IDP_OK)
+            return rc;
+        if (exists ? cur >= value : value == 0) {
+            *result = cur;
+            return IDP_OK;
+        }
+        if ((rc = mc_put(s, key, value, exists, cas, &stored, err)) != IDP_OK)
+            return rc;
+        if (stored) {
+            *result = value;
+            return IDP_OK;
+        }
+    } while (mc_now_ms() < deadline);
+    return idp_plugin_error(err, IDP_ETIMEOUT, "raising '%.40s' "
+                            "lost %u compare-and-swap races in %u ms; counter "
+                            "too busy", key, tries, s->timeout_ms);
+}
+
+/* ---- Server statistics ---------------------------------------------------- */
+
+typedef struct mc_stats {
+    uint64_t incr;       /* incr_hits + incr_misses, summed */
+    unsigned hits_seen, misses_seen, bad;
+    int evicts;          /* "stats settings": evictions on */
+    unsigned settings_seen;
+} mc_stats;
+
+static int mc_stat_is(const char *k, size_t kl, const char *want)
+{
+    return kl == strlen(want) && memcmp(k, want, kl) == 0;
+}
+
+static memcached_return_t mc_stat_cb(const memcached_instance_st *server,
+                                     const char *key, size_t kl,
+                                     const char *val, size_t vl, void *ctx)
+{
+    mc_stats *st = ctx;
+    uint64_t v;
+    (void)server;
+    if (mc_stat_is(key, kl, "incr_hits") || mc_stat_is(key, kl, "incr_misses")) {
+        if (mc_parse(val, vl, &v) != 0)
+            st->bad++;
+        else
+            st->incr += v;
+        if (key[5] == 'h')
+            st->hits_seen++;
+        else
+            st->misses_seen++;
+    } else if (mc_stat_is(key, kl, "evictions")) {
+        st->settings_seen++;
+        if (mc_stat_is(val, vl, "on"))
+            st->evicts = 1;
+    }
+    return MEMCACHED_SUCCESS;
+}
+
+/* The servers' own count of increments served to anyone, summed over the
+ * servers and server-wide (other clients' incr count too). Increments over
+ * 2^32, done by gets/cas, are not in it; the engine's batches (at most
+ * 2^30) always are. */
+static int mc_roundtrips(void *store, uint64_t *count, idp_error *err)
+{
+    mc_store *s = store;
+    mc_stats st = {0};
+    int rc = mc_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    memcached_return_t r = memcached_stat_execute(s->mc, NULL, mc_stat_cb, &st);
+    if (r != MEMCACHED_SUCCESS)
+        return mc_fail(s, "stats", NULL, r, err);
+    uint32_t n = memcached_server_count(s->mc);
+    if (st.hits_seen != n || st.misses_seen != n || st.bad != 0) {
+        mc_drop(s);
+        return idp_plugin_error(err, IDP_ESTORE, "server %s: stats gave "
+                                "incr_hits/incr_misses for %u and %u of %u "
+                                "servers", s->servers, st.hits_seen,
+                                st.misses_seen, (unsigned)n);
+    }
+    *count = st.incr;
+    return IDP_OK;
+}
+
+/*
+ * At open: each server must answer (so a wrong port is an error now,
+ * naming it), and one that evicts keys when full gets a warning.
+ */
+static int mc_check_server(mc_store *s, const idp_uri_host *h, idp_error *err)
+{
+    char hp[128];
+    mc_stats st = {0};
+    mc_hostport(h, hp, sizeof hp);
+    memcached_st *mc = mc_create(s, h, 1, err);
+    if (mc == NULL)
+        return err != NULL ? err->code : IDP_ENOMEM;
+    memcached_return_t r = memcached_stat_execute(mc, "settings", mc_stat_cb,
+                                                  &st);
+    if (r != MEMCACHED_SUCCESS || st.settings_seen == 0) {
+        int eno = memcached_last_error_errno(mc);
+        int code = r == MEMCACHED_TIMEOUT ? IDP_ETIMEOUT : IDP_ESTORE;
+        const char *why = r == MEMCACHED_SUCCESS ? "no answer to 'stats settings'"
+                          : eno != 0             ? strerror(eno)
+                                                 : memcached_strerror(mc, r);
+        idp_plugin_error(err, code, "cannot use server %s: %s (is memcached "
+                         "running there, binary protocol on?)", hp, why);
+        memcached_free(mc);
+        return code;
+    }
+    memcached_free(mc);
+    if (st.evicts && s->host->log != NULL)
+        s->host->log(s->host, IDP_LOG_WARN,
+                     "server %s evicts keys when its memory is full "
+                     "(started without -M): a counter can be lost, and the "
+                     "engine then refuses the store's answers as a "
+                     "regression; run memcached with -M and enough -m", hp);
+    return IDP_OK;
+}
+
+/* ---- open, close ---------------------------------------------------------- */
+
+static int mc_check_uri(const idp_uri *u, idp_error *err)
+{
+    if (u->nhosts == 0)
+        return idp_plugin_error(err, IDP_EINVAL, "no server in the URI (use "
+                                "memcached://host[:port][,host[:port]...])");
+    if (u->path[0] != '\0' && strcmp(u->path, "/") != 0)
+        return idp_plugin_error(err, IDP_EINVAL, "the URI has a path "
+                                "'%.40s', but memcached has no databases (use "
+                                "memcached://host[:port][,host[:port]...])",
+                                u->path);
+    if (u->user[0] != '\0' || u->has_password)
+        return idp_plugin_error(err, IDP_EINVAL, "a user or password "
+                                "was given, but this plugin does not support "
+                                "SASL authentication");
+    for (size_t i = 0; i < u->nhosts; i++) {
+        if (u->hosts[i].host[0] == '\0')
+            return idp_plugin_error(err, IDP_EINVAL, "server %zu of "
+                                    "the URI has no host name", i + 1);
+        if (u->hosts[i].port > 65535)
+            return idp_plugin_error(err, IDP_EINVAL, "port %u of "
+                                    "host '%.40s' is out of range 1..65535",
+                                    u->hosts[i].port, u->hosts[i].host);
+    }
+    return IDP_OK;
+}
+
+static void mc_close(void *store)
+{
+    mc_store *s = store;
+    if (s == NULL)
+        return;
+    mc_drop(s);
+    free(s);
+}
+
+static int mc_open(const idp_host *host, void **store, idp_error *err)
+{
+    const idp_uri *u = host->uri;
+    int rc = mc_check_uri(u, err);
+    if (rc != IDP_OK)
+        return rc;
+    mc_store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+    s->host = host;
+    s->timeout_ms = host->timeout_ms;
+    for (size_t i = 0, off = 0; i < u->nhosts && off < sizeof s->servers; i++) {
+        char hp[128];
+        mc_hostport(&u->hosts[i], hp, sizeof hp);
+        int w = snprintf(s->servers + off, sizeof s->servers - off, "%s%s",
+                         i ? "," : "", hp);
+        off += w > 0 ? (size_t)w : 0;
+    }
+    for (size_t i = 0; i < u->nhosts; i++)
+        if ((rc = mc_check_server(s, &u->hosts[i], err)) != IDP_OK) {
+            mc_close(s);
+            return rc;
+        }
+    if ((rc = mc_ready(s, err)) != IDP_OK) {
+        mc_close(s);
+        return rc;
+    }
+    *store = s;
+    return IDP_OK;
+}
+
+/* ---- The table ------------------------------------------------------------ */
+
+static const char *const mc_schemes[] = {"memcached", NULL};
+
+static const idp_plugin mc_plugin = {
+    .abi_version = IDP_PLUGIN_ABI_VERSION,
+    .size = sizeof(idp_plugin),
+    .name = "memcached",
+    .schemes = mc_schemes,
+    .params = NULL,
+    .open = mc_open,
+    .close = mc_close,
+    .incr = mc_incr,
+    .get = mc_get,
+    .incr_many = NULL,   /* no pipelined incr in libmemcached: one by one */
+    .raise_to = mc_raise_to,
+    .list = NULL,        /* memcached cannot enumerate keys reliably */
+    .roundtrips = mc_roundtrips,
+    .control = NULL,
+};
+
+IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)
+{
+    return &mc_plugin;
+}
