@@ -19,6 +19,9 @@
  *
  * At open the plugin warns, through the host's log, when the server may lose
  * counters: an eviction policy other than noeviction, or no persistence.
+ *
+ * This file holds the connection, the increments, get, raise and open;
+ * list.c lists the counters; redis_internal.h is what the two share.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,27 +35,11 @@
 
 #include <hiredis/hiredis.h>
 
-#include "idprime/plugin.h"
+#include "redis_internal.h"
 
 #define RD_DEFAULT_PORT 6379
 /* Redis accepts `databases` up to INT_MAX, so db INT_MAX - 1 can exist. */
 #define RD_DB_MAX (INT_MAX - 1)
-/* Keys asked for per SCAN step and values per MGET. */
-#define RD_SCAN_COUNT "1000"
-#define RD_MGET_CHUNK 1000
-
-typedef struct rd_store {
-    const idp_host *host;
-    redisContext *c;       /* NULL once dropped: reopened by rd_ready */
-    const char *hostname;  /* TCP; NULL for a unix socket */
-    int port;
-    const char *socket;    /* unix socket path; NULL for TCP */
-    const char *user;      /* "" for AUTH with the password alone */
-    const char *password;  /* NULL: no AUTH */
-    long db;
-    struct timeval tv;     /* timeout_ms, for connect and every command */
-    char where[300];       /* "127.0.0.1:6379" or "unix socket /run/r.sock" */
-} rd_store;
 
 static const char *const rd_schemes[] = {"redis", NULL};
 
@@ -128,7 +115,7 @@ static void rd_sigpipe_restore(rd_sigpipe *g)
 
 /* Parses a counter value: a canonical decimal integer in [0, 2^63), as
  * Redis itself writes one. Returns 0 on success, -1 otherwise. */
-static int rd_parse_value(const char *p, size_t len, uint64_t *out)
+int rd_parse_value(const char *p, size_t len, uint64_t *out)
 {
     if (len == 0 || len > 19 || (p[0] == '0' && len > 1))
         return -1;
@@ -145,7 +132,7 @@ static int rd_parse_value(const char *p, size_t len, uint64_t *out)
 }
 
 /* A short printable rendering of a reply, for messages. */
-static const char *rd_describe(const redisReply *r, char *buf, size_t len)
+const char *rd_describe(const redisReply *r, char *buf, size_t len)
 {
     switch (r->type) {
     case REDIS_REPLY_STRING:
@@ -215,17 +202,10 @@ static int rd_lost(rd_store *s, const char *what, int e, idp_error *err)
     return rc;
 }
 
-/*
- * Sends n commands of argc words each (argv holds n * argc words) in one
- * round trip and reads their n replies into replies[], each to free with
- * freeReplyObject; a reply may be an error reply, which the caller judges.
- * `what` names the commands in messages. When a reply is lost, fills err,
- * frees the replies read so far, drops the connection and returns the
- * error: none of the commands is then known to have run or not.
- */
-static int rd_pipeline(rd_store *s, const char *what, size_t n, int argc,
-                       const char **argv, redisReply **replies,
-                       idp_error *err)
+/* Several commands in one round trip (the contract is in
+ * redis_internal.h). */
+int rd_pipeline(rd_store *s, const char *what, size_t n, int argc,
+                const char **argv, redisReply **replies, idp_error *err)
 {
     rd_sigpipe g;
     rd_sigpipe_block(&g);
@@ -252,8 +232,8 @@ static int rd_pipeline(rd_store *s, const char *what, size_t n, int argc,
 }
 
 /* One command, one reply; see rd_pipeline. */
-static int rd_cmd(rd_store *s, const char *what, int argc, const char **argv,
-                  redisReply **reply, idp_error *err)
+int rd_cmd(rd_store *s, const char *what, int argc, const char **argv,
+           redisReply **reply, idp_error *err)
 {
     return rd_pipeline(s, what, 1, argc, argv, reply, err);
 }
@@ -342,7 +322,7 @@ static int rd_connect(rd_store *s, idp_error *err)
  * polls readable is at EOF or out of step, and as nothing of this call has
  * been sent yet, it is reopened rather than reported.
  */
-static int rd_ready(rd_store *s, idp_error *err)
+int rd_ready(rd_store *s, idp_error *err)
 {
     if (s->c != NULL) {
         struct pollfd p = {.fd = s->c->fd, .events = POLLIN};
@@ -518,169 +498,6 @@ static int rd_raise_to(void *store, const char *key, uint64_t value,
                               "a counter value", what, s->where, key,
                               rd_describe(r, shown, sizeof shown));
     freeReplyObject(r);
-    return rc;
-}
-
-/* ---- Listing ------------------------------------------------------------ */
-
-typedef struct rd_keys {
-    char **v;
-    size_t n, cap;
-} rd_keys;
-
-static void rd_keys_free(rd_keys *k)
-{
-    for (size_t i = 0; i < k->n; i++)
-        free(k->v[i]);
-    free(k->v);
-}
-
-static int rd_keys_add(rd_keys *k, const char *key, size_t len)
-{
-    if (k->n == k->cap) {
-        size_t cap = k->cap ? k->cap * 2 : 64;
-        char **v = realloc(k->v, cap * sizeof *v);
-        if (v == NULL)
-            return -1;
-        k->v = v;
-        k->cap = cap;
-    }
-    if ((k->v[k->n] = strndup(key, len)) == NULL)
-        return -1;
-    k->n++;
-    return 0;
-}
-
-static int rd_keycmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* `prefix` with the glob characters of SCAN MATCH escaped, then '*'. */
-static char *rd_match_pattern(const char *prefix)
-{
-    char *p = malloc(strlen(prefix) * 2 + 2), *w = p;
-    if (p == NULL)
-        return NULL;
-    for (; *prefix != '\0'; prefix++) {
-        if (strchr("*?[]\\", *prefix) != NULL)
-            *w++ = '\\';
-        *w++ = *prefix;
-    }
-    *w++ = '*';
-    *w = '\0';
-    return p;
-}
-
-/* Every key under the prefix, sorted and without duplicates (SCAN may
- * return a key twice while the keyspace is rehashed). */
-static int rd_scan(rd_store *s, const char *prefix, rd_keys *keys,
-                   idp_error *err)
-{
-    char *match = rd_match_pattern(prefix);
-    if (match == NULL)
-        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
-    size_t plen = strlen(prefix);
-    char cursor[32] = "0", shown[64];
-    int rc = IDP_OK;
-    do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", match, "COUNT",
-                              RD_SCAN_COUNT};
-        redisReply *r;
-        if ((rc = rd_cmd(s, "SCAN", 6, argv, &r, err)) != IDP_OK)
-            break;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING ||
-            r->element[0]->len >= sizeof cursor ||
-            r->element[1]->type != REDIS_REPLY_ARRAY) {
-            rc = idp_plugin_error(err, IDP_ESTORE, "SCAN on %s answered %s, "
-                                  "not [cursor, keys]", s->where,
-                                  rd_describe(r, shown, sizeof shown));
-            freeReplyObject(r);
-            break;
-        }
-        memcpy(cursor, r->element[0]->str, r->element[0]->len);
-        cursor[r->element[0]->len] = '\0';
-        const redisReply *page = r->element[1];
-        for (size_t i = 0; i < page->elements && rc == IDP_OK; i++) {
-            const redisReply *k = page->element[i];
-            /* a key with a NUL byte cannot be a counter name */
-            if (k->type != REDIS_REPLY_STRING || k->len < plen ||
-                memcmp(k->str, prefix, plen) != 0 ||
-                memchr(k->str, '\0', k->len) != NULL)
-                continue;
-            if (rd_keys_add(keys, k->str, k->len) != 0)
-                rc = idp_plugin_error(err, IDP_ENOMEM, "out of memory");
-        }
-        freeReplyObject(r);
-    } while (rc == IDP_OK && strcmp(cursor, "0") != 0);
-    free(match);
-    if (rc != IDP_OK)
-        return rc;
-    qsort(keys->v, keys->n, sizeof *keys->v, rd_keycmp);
-    size_t n = 0;
-    for (size_t i = 0; i < keys->n; i++) {
-        if (n > 0 && strcmp(keys->v[n - 1], keys->v[i]) == 0)
-            free(keys->v[i]);
-        else
-            keys->v[n++] = keys->v[i];
-    }
-    keys->n = n;
-    return IDP_OK;
-}
-
-/*
- * SCAN MATCH prefix*, then MGET the keys in chunks and call cb for each
- * counter. A key deleted meanwhile, or not a string, is skipped; a string
- * that is not a counter value is skipped with a warning.
- */
-static int rd_list(void *store, const char *prefix, idp_list_cb cb, void *ud,
-                   idp_error *err)
-{
-    rd_store *s = store;
-    rd_keys keys = {0};
-    int rc = rd_ready(s, err);
-    if (rc != IDP_OK || (rc = rd_scan(s, prefix, &keys, err)) != IDP_OK) {
-        rd_keys_free(&keys);
-        return rc;
-    }
-    const char **argv = calloc(RD_MGET_CHUNK + 1, sizeof *argv);
-    if (argv == NULL) {
-        rd_keys_free(&keys);
-        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
-    }
-    argv[0] = "MGET";
-    char shown[64];
-    for (size_t at = 0; at < keys.n && rc == IDP_OK; at += RD_MGET_CHUNK) {
-        size_t n = keys.n - at < RD_MGET_CHUNK ? keys.n - at : RD_MGET_CHUNK;
-        memcpy(argv + 1, keys.v + at, n * sizeof *argv);
-        redisReply *r;
-        if ((rc = rd_cmd(s, "MGET", (int)n + 1, argv, &r, err)) != IDP_OK)
-            break;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
-            rc = idp_plugin_error(err, IDP_ESTORE, "MGET of %zu keys on %s "
-                                  "answered %s", n, s->where,
-                                  rd_describe(r, shown, sizeof shown));
-            freeReplyObject(r);
-            break;
-        }
-        for (size_t i = 0; i < n && rc == IDP_OK; i++) {
-            const redisReply *v = r->element[i];
-            uint64_t value;
-            if (v->type != REDIS_REPLY_STRING)
-                continue;
-            if (rd_parse_value(v->str, v->len, &value) != 0) {
-                s->host->log(s->host, IDP_LOG_WARN, "'%s' on %s holds %s, not "
-                             "a counter value: skipped", keys.v[at + i],
-                             s->where, rd_describe(v, shown, sizeof shown));
-                continue;
-            }
-            rc = cb(ud, keys.v[at + i], value);
-        }
-        freeReplyObject(r);
-    }
-    free(argv);
-    rd_keys_free(&keys);
     return rc;
 }
 

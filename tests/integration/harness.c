@@ -21,30 +21,16 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
 #include "harness.h"
+#include "testutil.h"
 
 #define MAX_ARGS 64
 #define READY_MS 5000      /* a server must answer within this */
 #define STOP_MS 5000       /* SIGTERM, then SIGKILL after this */
 #define START_ATTEMPTS 5   /* ports tried when a server cannot bind */
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 int harness_free_port(void)
 {
@@ -80,6 +66,13 @@ char *server_uri(const server *s, const char *query, char *buf, size_t len)
     snprintf(buf, len, "%s://127.0.0.1:%d%s", s->kind, s->port,
              query != NULL ? query : "");
     return buf;
+}
+
+idp_client *server_open(const server *s, const char *query,
+                        const idp_options *opt)
+{
+    char uri[512];
+    return tu_open(server_uri(s, query, uri, sizeof uri), opt);
 }
 
 /*
@@ -269,8 +262,8 @@ static int launch(server *s)
     if (pid < 0)
         return -1;
     s->pid = pid;
-    long long deadline = now_ms() + READY_MS;
-    while (now_ms() < deadline) {
+    long long deadline = tu_now_ms() + READY_MS;
+    while (tu_now_ms() < deadline) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             s->pid = 0;
@@ -278,7 +271,7 @@ static int launch(server *s)
         }
         if (answers(s))
             return 0;
-        sleep_ms(20);
+        tu_sleep_ms(20);
     }
     server_kill(s);
     return -1;
@@ -328,15 +321,15 @@ int server_restart(server *s)
     if (s->pid != 0)
         server_stop(s, 1);
     /* The old port may still be held for a moment; keep trying it. */
-    long long deadline = now_ms() + READY_MS;
+    long long deadline = tu_now_ms() + READY_MS;
     do {
         int rc = launch(s);
         if (rc == 0)
             return 0;
         if (rc < 0)
             break;
-        sleep_ms(100);
-    } while (now_ms() < deadline);
+        tu_sleep_ms(100);
+    } while (tu_now_ms() < deadline);
     fprintf(stderr, "harness: %s did not restart on 127.0.0.1:%d\n", s->kind,
             s->port);
     show_log(s);
@@ -346,15 +339,15 @@ int server_restart(server *s)
 /* Waits up to ms for the server to exit; 1 when it did. */
 static int reap(server *s, int ms)
 {
-    long long deadline = now_ms() + ms;
+    long long deadline = tu_now_ms() + ms;
     for (;;) {
         int status;
         pid_t r = waitpid(s->pid, &status, WNOHANG);
         if (r == s->pid || (r < 0 && errno == ECHILD))
             return 1;
-        if (now_ms() >= deadline)
+        if (tu_now_ms() >= deadline)
             return 0;
-        sleep_ms(10);
+        tu_sleep_ms(10);
     }
 }
 

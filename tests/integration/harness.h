@@ -13,6 +13,8 @@
 #include <limits.h>
 #include <sys/types.h>
 
+#include "idprime/idprime.h"
+
 typedef struct server {
     char kind[16];        /* "redis" or "memcached" */
     pid_t pid;            /* 0 when not running */
@@ -41,6 +43,12 @@ int server_restart(server *s);
 /* Writes "redis://127.0.0.1:PORT" (or memcached://...) plus `query` (may be
  * NULL, e.g. "?batch=10") into buf. Returns buf. */
 char *server_uri(const server *s, const char *query, char *buf, size_t len);
+
+/* A client of server s, with `query` as server_uri takes it and `opt` (may
+ * be NULL). Returns the client, to idp_close(); fails the test (Check)
+ * when it does not open. */
+idp_client *server_open(const server *s, const char *query,
+                        const idp_options *opt);
 
 /* A fresh temp directory for SQLite files; the path is written to buf. */
 char *harness_tmpdir(char *buf, size_t len);

@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,24 +17,17 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
 #include <idprime/idprime.h>
 
 #include "harness.h"
+#include "testutil.h"
 
 #define TWO63 ((uint64_t)1 << 63)
 
 /* ---- Helpers ----------------------------------------------------------- */
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void start_mc(server *s, const char *extra)
 {
@@ -45,39 +37,9 @@ static void start_mc(server *s, const char *extra)
 
 static idp_client *open_ok(const server *s, const char *query)
 {
-    char uri[512];
-    idp_error err = {0};
-    server_uri(s, query, uri, sizeof uri);
-    idp_client *c = idp_open(uri, NULL, &err);
-    ck_assert_msg(c != NULL, "idp_open(%s): %s", uri, err.msg);
+    idp_client *c = server_open(s, query, NULL);
     ck_assert_str_eq(idp_client_store(c), "memcached");
     return c;
-}
-
-static idp_counter *counter_ok(idp_client *c, const char *name)
-{
-    idp_error err = {0};
-    idp_counter *ctr = idp_counter_get(c, name, &err);
-    ck_assert_msg(ctr != NULL, "idp_counter_get(%s): %s", name, err.msg);
-    return ctr;
-}
-
-static uint64_t next_ok(idp_counter *ctr)
-{
-    idp_error err = {0};
-    uint64_t id = 0;
-    int rc = idp_next(ctr, &id, &err);
-    ck_assert_msg(rc == IDP_OK, "idp_next: %d %s", rc, err.msg);
-    return id;
-}
-
-static uint64_t get_ok(idp_client *c, const char *name, int *exists)
-{
-    idp_error err = {0};
-    uint64_t v = 0;
-    int rc = idp_get(c, name, &v, exists, &err);
-    ck_assert_msg(rc == IDP_OK, "idp_get(%s): %d %s", name, rc, err.msg);
-    return v;
 }
 
 /* Sends one text-protocol command to 127.0.0.1:port and reads the reply
@@ -147,24 +109,9 @@ static void stop_process(pid_t pid)
         }
         if (p != NULL && (p[2] == 'T' || p[2] == 't'))
             return;
-        usleep(2000);
+        tu_sleep_ms(2);
     }
     ck_abort_msg("memcached %d did not stop", (int)pid);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Sorts ids and fails on the first value seen twice. */
-static void assert_distinct(uint64_t *ids, size_t n)
-{
-    qsort(ids, n, sizeof *ids, cmp_u64);
-    for (size_t i = 1; i < n; i++)
-        ck_assert_msg(ids[i] != ids[i - 1], "ID %" PRIu64 " handed out twice",
-                      ids[i]);
 }
 
 static void wait_child_ok(pid_t pid)
@@ -184,24 +131,24 @@ START_TEST(test_first_ids_are_1_2_3)
     for (int mp = 1; mp >= 0; mp--) {
         const char *name = mp ? "first_batched" : "first_legacy";
         idp_client *c = open_ok(&s, mp ? "?batch=256" : "?metaprime=0");
-        idp_counter *ctr = counter_ok(c, name);
+        idp_counter *ctr = tu_counter(c, name);
         idp_error err = {0};
         uint64_t last = 0;
         int exists = -1;
 
-        ck_assert_uint_eq(get_ok(c, name, &exists), 0);
+        ck_assert_uint_eq(tu_get(c, name, &exists), 0);
         ck_assert_int_eq(exists, 0);
-        ck_assert_uint_eq(next_ok(ctr), 1);
-        ck_assert_uint_eq(next_ok(ctr), 2);
-        ck_assert_uint_eq(next_ok(ctr), 3);
+        ck_assert_uint_eq(tu_next(ctr), 1);
+        ck_assert_uint_eq(tu_next(ctr), 2);
+        ck_assert_uint_eq(tu_next(ctr), 3);
         ck_assert_int_eq(idp_incr(ctr, 5, &last, &err), IDP_OK);
         ck_assert_uint_eq(last, 8);  /* INCRBY: the caller owns 4..8 */
-        ck_assert_uint_eq(next_ok(ctr), 9);
+        ck_assert_uint_eq(tu_next(ctr), 9);
 
         idp_counter_stats st;
         idp_counter_stats_get(ctr, &st);
         /* batched: one fetch of 256 holds everything; legacy: one each */
-        ck_assert_uint_eq(get_ok(c, name, &exists), mp ? 256 : 9);
+        ck_assert_uint_eq(tu_get(c, name, &exists), mp ? 256 : 9);
         ck_assert_int_eq(exists, 1);
         ck_assert_uint_eq(st.prime_calls, mp ? 1 : 5);
         ck_assert_uint_eq(st.ids_served, 9);
@@ -213,128 +160,24 @@ END_TEST
 
 /* ---- No duplicates across processes and threads ------------------------ */
 
-#define PROCS 4
-#define THREADS 2
-#define PER_THREAD 50000
-
-typedef struct worker {
-    idp_counter *ctr;
-    uint64_t *ids;
-    int failed;
-    char msg[300];
-} worker;
-
-static void *worker_run(void *arg)
-{
-    worker *w = arg;
-    idp_error err = {0};
-    for (size_t i = 0; i < PER_THREAD; i++) {
-        /* every 1000th allocation goes through idp_incr (INCRBY drop-in) */
-        uint64_t id = 0;
-        int rc = i % 1000 == 999 ? idp_incr(w->ctr, 1, &id, &err)
-                                 : idp_next(w->ctr, &id, &err);
-        if (rc != IDP_OK) {
-            snprintf(w->msg, sizeof w->msg, "allocation %zu: %s", i, err.msg);
-            w->failed = 1;
-            return NULL;
-        }
-        if (i > 0 && id <= w->ids[i - 1]) {
-            snprintf(w->msg, sizeof w->msg, "ID %" PRIu64 " after %" PRIu64
-                     " in one thread", id, w->ids[i - 1]);
-            w->failed = 1;
-            return NULL;
-        }
-        w->ids[i] = id;
-    }
-    return NULL;
-}
-
-/* One child: a client with THREADS threads, IDs written to dir/ids.P.
- * Returns the child's exit status (0 when every ID was written). */
-static int child_allocate(const char *uri, const char *dir, int p)
-{
-    idp_error err = {0};
-    idp_client *c = idp_open(uri, NULL, &err);
-    idp_counter *ctr = c != NULL ? idp_counter_get(c, "inode", &err) : NULL;
-    if (ctr == NULL) {
-        fprintf(stderr, "child %d: %s\n", p, err.msg);
-        idp_close(c);
-        return 1;
-    }
-    worker w[THREADS] = {0};
-    pthread_t t[THREADS];
-    int started = 0, bad = 0;
-    for (; started < THREADS; started++) {
-        w[started].ctr = ctr;
-        w[started].ids = calloc(PER_THREAD, sizeof(uint64_t));
-        if (w[started].ids == NULL ||
-            pthread_create(&t[started], NULL, worker_run, &w[started]) != 0) {
-            free(w[started].ids);
-            bad = 1;
-            break;
-        }
-    }
-    for (int i = 0; i < started; i++)
-        pthread_join(t[i], NULL);
-    idp_close(c);
-
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/ids.%d", dir, p);
-    FILE *f = bad ? NULL : fopen(path, "wb");
-    bad |= f == NULL;
-    for (int i = 0; i < started; i++) {
-        if (w[i].failed) {
-            fprintf(stderr, "child %d thread %d: %s\n", p, i, w[i].msg);
-            bad = 1;
-        } else if (f != NULL && fwrite(w[i].ids, sizeof(uint64_t), PER_THREAD,
-                                       f) != PER_THREAD) {
-            bad = 1;
-        }
-        free(w[i].ids);
-    }
-    if (f != NULL && fclose(f) != 0)
-        bad = 1;
-    return bad;
-}
-
 START_TEST(test_no_duplicate_across_4_processes_x_2_threads)
 {
     server s;
-    char uri[256], dir[PATH_MAX];
-    pid_t pids[PROCS];
+    char uri[256];
     start_mc(&s, "-M");
     server_uri(&s, "?batch=100", uri, sizeof uri);
-    ck_assert_ptr_nonnull(harness_tmpdir(dir, sizeof dir));
 
-    /* The children fork before the parent opens anything. */
-    for (int p = 0; p < PROCS; p++) {
-        pids[p] = fork();
-        ck_assert_int_ge(pids[p], 0);
-        if (pids[p] == 0)
-            _exit(child_allocate(uri, dir, p));
-    }
-    for (int p = 0; p < PROCS; p++)
-        wait_child_ok(pids[p]);
-
-    size_t total = (size_t)PROCS * THREADS * PER_THREAD;
-    uint64_t *all = malloc(total * sizeof *all);
-    ck_assert_ptr_nonnull(all);
-    for (int p = 0; p < PROCS; p++) {
-        char path[PATH_MAX + 32];
-        snprintf(path, sizeof path, "%s/ids.%d", dir, p);
-        FILE *f = fopen(path, "rb");
-        ck_assert_ptr_nonnull(f);
-        size_t per = (size_t)THREADS * PER_THREAD;
-        ck_assert_uint_eq(fread(all + (size_t)p * per, sizeof *all, per, f), per);
-        fclose(f);
-        unlink(path);
-    }
-    rmdir(dir);
-    assert_distinct(all, total);
+    /* The children fork before the parent opens anything; every 1000th
+     * allocation goes through idp_incr (the INCRBY drop-in). */
+    const tu_fanout f = {.uri = uri, .counter = "inode", .procs = 4,
+                         .threads = 2, .per_thread = 50000,
+                         .incr_every = 1000};
+    size_t total = 0;
+    uint64_t *all = tu_fanout_ids(&f, &total, NULL);   /* all distinct */
     ck_assert_uint_ge(all[0], 1);
 
     idp_client *c = open_ok(&s, NULL);
-    ck_assert_uint_ge(get_ok(c, "inode", NULL), all[total - 1]);
+    ck_assert_uint_ge(tu_get(c, "inode", NULL), all[total - 1]);
     idp_close(c);
     free(all);
     server_stop(&s, 0);
@@ -348,10 +191,10 @@ static uint64_t run_client(const server *s, const char *query, const char *name,
                            unsigned n)
 {
     idp_client *c = open_ok(s, query);
-    idp_counter *ctr = counter_ok(c, name);
+    idp_counter *ctr = tu_counter(c, name);
     uint64_t prev = 0;
     for (unsigned i = 0; i < n; i++) {
-        uint64_t id = next_ok(ctr);
+        uint64_t id = tu_next(ctr);
         ck_assert_uint_gt(id, prev);
         prev = id;
     }
@@ -390,13 +233,13 @@ START_TEST(test_store_counts_one_incr_per_batch)
      */
     before = server_incrs(&s);
     idp_client *c = open_ok(&s, "?batch=100");
-    idp_counter *ctr = counter_ok(c, "rt_wm");
+    idp_counter *ctr = tu_counter(c, "rt_wm");
     for (uint64_t i = 1; i <= 1000; i++)
-        ck_assert_uint_eq(next_ok(ctr), i);
+        ck_assert_uint_eq(tu_next(ctr), i);
     idp_counter_stats st = {0};
     for (int i = 0; i < 500 && st.prime_calls < 11; i++) {
         idp_counter_stats_get(ctr, &st);
-        usleep(10 * 1000);
+        tu_sleep_ms(10);
     }
     ck_assert_uint_eq(st.prime_calls, 11);
     ck_assert_uint_eq(server_incrs(&s) - before, 11);
@@ -422,73 +265,32 @@ START_TEST(test_killed_client_never_repeats_an_id)
 {
     server s;
     char uri[256];
-    size_t cap = 64 * 1024, n = 0;
-    uint64_t *ids = malloc(cap * sizeof *ids);
-    ck_assert_ptr_nonnull(ids);
+    uint64_t *ids = NULL;
+    size_t n = 0;
     start_mc(&s, "-M");
     server_uri(&s, NULL, uri, sizeof uri);  /* default batch 256 */
 
     for (int round = 0; round < 3; round++) {
-        int fds[2];
-        ck_assert_int_eq(pipe(fds), 0);
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-            close(fds[0]);
-            idp_error err = {0};
-            idp_client *c = idp_open(uri, NULL, &err);
-            idp_counter *ctr = c ? idp_counter_get(c, "crash", &err) : NULL;
-            if (ctr == NULL) {
-                fprintf(stderr, "child: %s\n", err.msg);
-                _exit(2);
-            }
-            for (;;) {
-                uint64_t id;
-                if (idp_next(ctr, &id, &err) != IDP_OK ||
-                    write(fds[1], &id, sizeof id) != sizeof id)
-                    _exit(4);
-            }
-        }
-        close(fds[1]);
-        size_t start = n, want = n + 3000;
+        size_t start = n;
         uint64_t floor = n > 0 ? ids[n - 1] : 0;
-        /* Read what it served; kill it mid-run, then drain the pipe. */
-        for (int killed = 0;;) {
-            uint64_t id;
-            ssize_t r = read(fds[0], &id, sizeof id);
-            if (r == 0)
-                break;
-            ck_assert_int_eq(r, sizeof id);
-            if (n == cap) {
-                cap *= 2;
-                ids = realloc(ids, cap * sizeof *ids);
-                ck_assert_ptr_nonnull(ids);
-            }
-            ids[n++] = id;
-            if (!killed && n >= want) {
-                ck_assert_int_eq(kill(pid, SIGKILL), 0);
-                killed = 1;
-            }
-        }
-        close(fds[0]);
-        int st;
-        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
-                      "child ended on its own (status 0x%x)", st);
+        /* What it served: 3000 IDs, killed mid-run, then the pipe drained. */
+        tu_take_then_kill(uri, "crash", 3000, &ids, &n);
         /* a restarted client starts above everything served before */
         ck_assert_uint_gt(ids[start], floor);
     }
 
     idp_client *c = open_ok(&s, NULL);
-    idp_counter *ctr = counter_ok(c, "crash");
+    idp_counter *ctr = tu_counter(c, "crash");
     uint64_t floor = ids[n - 1];
+    ids = realloc(ids, (n + 1000) * sizeof *ids);
+    ck_assert_ptr_nonnull(ids);
     for (int i = 0; i < 1000; i++) {
-        uint64_t id = next_ok(ctr);
+        uint64_t id = tu_next(ctr);
         ck_assert_uint_gt(id, floor);
         ids[n++] = id;
     }
     idp_close(c);
-    assert_distinct(ids, n);
+    tu_assert_distinct(ids, n);
     free(ids);
     server_stop(&s, 0);
 }
@@ -507,19 +309,19 @@ START_TEST(test_hung_server_fails_within_timeout_and_recovers)
     server s;
     start_mc(&s, "-M");
     idp_client *c = open_ok(&s, "?batch=10&low_watermark=0&timeout_ms=500");
-    idp_counter *ctr = counter_ok(c, "hang");
+    idp_counter *ctr = tu_counter(c, "hang");
     uint64_t high = 0;
     for (int i = 0; i < 25; i++)
-        high = next_ok(ctr);
+        high = tu_next(ctr);
 
     stop_process(s.pid);
     int failures = 0;
     for (int i = 0; i < 40 && failures < 2; i++) {
         idp_error err = {0};
         uint64_t id = 0;
-        double t0 = now_ms();
+        long long t0 = tu_now_ms();
         int rc = idp_next(ctr, &id, &err);
-        double dt = now_ms() - t0;
+        long long dt = tu_now_ms() - t0;
         if (rc == IDP_OK) {  /* still from the pool */
             ck_assert_uint_gt(id, high);
             high = id;
@@ -528,7 +330,7 @@ START_TEST(test_hung_server_fails_within_timeout_and_recovers)
         failures++;
         ck_assert_msg(rc == IDP_ETIMEOUT, "rc %d: %s", rc, err.msg);
         ck_assert_msg(strstr(err.msg, "timed out") != NULL, "%s", err.msg);
-        ck_assert_msg(dt <= FAIL_BOUND_MS, "failed after %.0f ms", dt);
+        ck_assert_msg(dt <= FAIL_BOUND_MS, "failed after %lld ms", dt);
     }
     ck_assert_int_eq(failures, 2);
     ck_assert_int_eq(kill(s.pid, SIGCONT), 0);
@@ -559,20 +361,20 @@ START_TEST(test_late_reply_is_never_taken_for_a_later_answer)
     start_mc(&s, "-M");
     idp_client *c = open_ok(&s, "?metaprime=0&timeout_ms=500");
     ck_assert_int_eq(idp_raise(c, "late_a", 1000000, &v, &err), IDP_OK);
-    idp_counter *a = counter_ok(c, "late_a"), *b = counter_ok(c, "late_b");
+    idp_counter *a = tu_counter(c, "late_a"), *b = tu_counter(c, "late_b");
     for (uint64_t i = 1; i <= 3; i++)
-        ck_assert_uint_eq(next_ok(b), i);
+        ck_assert_uint_eq(tu_next(b), i);
 
     /* A's increment reaches the server, its reply does not in time. */
     stop_process(s.pid);
     ck_assert_int_eq(idp_next(a, &v, &err), IDP_ETIMEOUT);
     ck_assert_int_eq(kill(s.pid, SIGCONT), 0);
-    usleep(200 * 1000);  /* the server answers A now, to nobody */
+    tu_sleep_ms(200);  /* the server answers A now, to nobody */
 
     /* B's answer is B's, not A's late one; A's lost ID stays a gap. */
-    ck_assert_uint_eq(next_ok(b), 4);
-    ck_assert_uint_eq(next_ok(a), 1000002);
-    ck_assert_uint_eq(get_ok(c, "late_b", NULL), 4);
+    ck_assert_uint_eq(tu_next(b), 4);
+    ck_assert_uint_eq(tu_next(a), 1000002);
+    ck_assert_uint_eq(tu_get(c, "late_b", NULL), 4);
     idp_close(c);
     server_stop(&s, 0);
 }
@@ -583,10 +385,10 @@ START_TEST(test_restarted_server_answers_are_refused_as_regression)
     server s;
     start_mc(&s, "-M");
     idp_client *c = open_ok(&s, "?batch=10&low_watermark=0&timeout_ms=500");
-    idp_counter *ctr = counter_ok(c, "restart");
+    idp_counter *ctr = tu_counter(c, "restart");
     uint64_t high = 0;
     for (int i = 0; i < 35; i++)
-        high = next_ok(ctr);
+        high = tu_next(ctr);
 
     /* Down: errors, each within the bound. */
     server_stop(&s, 1);
@@ -594,9 +396,9 @@ START_TEST(test_restarted_server_answers_are_refused_as_regression)
     for (int i = 0; i < 40 && failures < 2; i++) {
         idp_error err = {0};
         uint64_t id = 0;
-        double t0 = now_ms();
+        long long t0 = tu_now_ms();
         int rc = idp_next(ctr, &id, &err);
-        double dt = now_ms() - t0;
+        long long dt = tu_now_ms() - t0;
         if (rc == IDP_OK) {
             ck_assert_uint_gt(id, high);
             high = id;
@@ -605,7 +407,7 @@ START_TEST(test_restarted_server_answers_are_refused_as_regression)
         failures++;
         ck_assert_msg(rc == IDP_ESTORE || rc == IDP_ETIMEOUT, "rc %d: %s", rc,
                       err.msg);
-        ck_assert_msg(dt <= FAIL_BOUND_MS, "failed after %.0f ms", dt);
+        ck_assert_msg(dt <= FAIL_BOUND_MS, "failed after %lld ms", dt);
     }
     ck_assert_int_eq(failures, 2);
 
@@ -643,15 +445,15 @@ START_TEST(test_flushed_counter_is_refused_never_served)
     server s;
     start_mc(&s, "-M");
     idp_client *c = open_ok(&s, "?batch=10&low_watermark=0");
-    idp_counter *ctr = counter_ok(c, "flushed");
+    idp_counter *ctr = tu_counter(c, "flushed");
     uint64_t ids[400];
     size_t n = 0;
     for (int i = 0; i < 45; i++)
-        ids[n++] = next_ok(ctr);
+        ids[n++] = tu_next(ctr);
 
     flush_all(&s);
     int exists = -1;
-    ck_assert_uint_eq(get_ok(c, "flushed", &exists), 0);
+    ck_assert_uint_eq(tu_get(c, "flushed", &exists), 0);
     ck_assert_int_eq(exists, 0);
 
     int regressions = 0;
@@ -669,7 +471,7 @@ START_TEST(test_flushed_counter_is_refused_never_served)
     }
     ck_assert_int_gt(regressions, 0);
     ck_assert_uint_eq(n, 120);
-    assert_distinct(ids, n);
+    tu_assert_distinct(ids, n);
     idp_close(c);
     server_stop(&s, 0);
 }
@@ -687,9 +489,9 @@ START_TEST(test_values_stop_below_2_63_never_wrap)
 
     ck_assert_int_eq(idp_raise(c, "big", TWO63 - 10, &v, &err), IDP_OK);
     ck_assert_uint_eq(v, TWO63 - 10);
-    idp_counter *ctr = counter_ok(c, "big");
+    idp_counter *ctr = tu_counter(c, "big");
     for (uint64_t i = 9; i >= 5; i--)
-        ck_assert_uint_eq(next_ok(ctr), TWO63 - i);
+        ck_assert_uint_eq(tu_next(ctr), TWO63 - i);
     /* 2^63-5 + 20 passes the limit: refused, and so is everything after */
     ck_assert_int_eq(idp_incr(ctr, 20, &last, &err), IDP_ERANGE);
     ck_assert_int_eq(idp_next(ctr, &v, &err), IDP_ERANGE);
@@ -697,16 +499,16 @@ START_TEST(test_values_stop_below_2_63_never_wrap)
     /* The refused increments moved memcached's value (its incr has no
      * condition); the plugin pins an exhausted counter at exactly 2^63 so
      * that memcached, which wraps at 2^64, never comes back around. */
-    ck_assert_uint_eq(get_ok(c, "big", NULL), TWO63);
+    ck_assert_uint_eq(tu_get(c, "big", NULL), TWO63);
     for (int i = 0; i < 50; i++)
         ck_assert_int_eq(idp_incr(ctr, (uint64_t)1 << 20, &last, &err), IDP_ERANGE);
-    ck_assert_uint_eq(get_ok(c, "big", NULL), TWO63);
+    ck_assert_uint_eq(tu_get(c, "big", NULL), TWO63);
 
     /* An increment larger than the room left is refused without using it. */
     ck_assert_int_eq(idp_raise(c, "big2", TWO63 - ((uint64_t)1 << 41), &v, &err), IDP_OK);
-    idp_counter *ctr2 = counter_ok(c, "big2");
+    idp_counter *ctr2 = tu_counter(c, "big2");
     ck_assert_int_eq(idp_incr(ctr2, (uint64_t)1 << 42, &last, &err), IDP_ERANGE);
-    ck_assert_uint_eq(get_ok(c, "big2", NULL), TWO63 - ((uint64_t)1 << 41));
+    ck_assert_uint_eq(tu_get(c, "big2", NULL), TWO63 - ((uint64_t)1 << 41));
     ck_assert_int_eq(idp_incr(ctr2, (uint64_t)1 << 40, &last, &err), IDP_OK);
     ck_assert_uint_eq(last, TWO63 - ((uint64_t)1 << 40));
     idp_close(c);
@@ -714,7 +516,7 @@ START_TEST(test_values_stop_below_2_63_never_wrap)
     /* A batching client near the limit: refused, not wrapped. */
     c = open_ok(&s, "?batch=256");
     ck_assert_int_eq(idp_raise(c, "big3", TWO63 - 10, &v, &err), IDP_OK);
-    idp_counter *ctr3 = counter_ok(c, "big3");
+    idp_counter *ctr3 = tu_counter(c, "big3");
     ck_assert_int_eq(idp_next(ctr3, &v, &err), IDP_ERANGE);
     idp_counter_stats st;
     idp_counter_stats_get(ctr3, &st);
@@ -735,11 +537,11 @@ START_TEST(test_raise_never_lowers)
     ck_assert_uint_eq(v, 1000);
     ck_assert_int_eq(idp_raise(c, "r", 10, &v, &err), IDP_OK);
     ck_assert_uint_eq(v, 1000);
-    ck_assert_uint_eq(get_ok(c, "r", NULL), 1000);
-    ck_assert_uint_eq(next_ok(counter_ok(c, "r")), 1001);
+    ck_assert_uint_eq(tu_get(c, "r", NULL), 1000);
+    ck_assert_uint_eq(tu_next(tu_counter(c, "r")), 1001);
     ck_assert_int_eq(idp_raise(c, "r", 5000, &v, &err), IDP_OK);
     ck_assert_uint_eq(v, 5000);
-    ck_assert_uint_eq(next_ok(counter_ok(c, "r")), 5001);
+    ck_assert_uint_eq(tu_next(tu_counter(c, "r")), 5001);
     idp_close(c);
     server_stop(&s, 0);
 }
@@ -771,7 +573,7 @@ START_TEST(test_counters_spread_over_servers_by_consistent_hashing)
     for (int i = 0; i < 40; i++) {
         char name[16];
         snprintf(name, sizeof name, "spread%d", i);
-        ck_assert_uint_eq(next_ok(counter_ok(c, name)), 1);
+        ck_assert_uint_eq(tu_next(tu_counter(c, name)), 1);
         int ha = server_has(&a, name), hb = server_has(&b, name);
         ck_assert_msg(ha + hb == 1, "%s on %d servers", name, ha + hb);
         on_a += ha;
@@ -788,7 +590,7 @@ START_TEST(test_counters_spread_over_servers_by_consistent_hashing)
     for (int i = 0; i < 40; i++) {
         char name[16];
         snprintf(name, sizeof name, "spread%d", i);
-        ck_assert_uint_eq(next_ok(counter_ok(c, name)), 2);
+        ck_assert_uint_eq(tu_next(tu_counter(c, name)), 2);
     }
     idp_close(c);
     server_stop(&a, 0);
@@ -846,14 +648,14 @@ START_TEST(test_keys_memcached_cannot_hold_are_refused)
     memset(query + n, 'p', 245);
     query[n + 245] = '\0';
     idp_client *c = open_ok(&s, query);
-    ck_assert_int_eq(idp_next(counter_ok(c, "abcdefgh"), &id, &err), IDP_EINVAL);
+    ck_assert_int_eq(idp_next(tu_counter(c, "abcdefgh"), &id, &err), IDP_EINVAL);
     ck_assert_msg(strstr(err.msg, "250") != NULL, "%s", err.msg);
-    ck_assert_int_eq(idp_next(counter_ok(c, "ab"), &id, &err), IDP_OK);  /* 247 */
+    ck_assert_int_eq(idp_next(tu_counter(c, "ab"), &id, &err), IDP_OK);  /* 247 */
     idp_close(c);
 
     /* a space in the prefix */
     c = open_ok(&s, "?metaprime=0&prefix=a%20b");
-    ck_assert_int_eq(idp_next(counter_ok(c, "x"), &id, &err), IDP_EINVAL);
+    ck_assert_int_eq(idp_next(tu_counter(c, "x"), &id, &err), IDP_EINVAL);
     ck_assert_msg(strstr(err.msg, "space") != NULL, "%s", err.msg);
     idp_close(c);
     server_stop(&s, 0);
@@ -969,7 +771,7 @@ START_TEST(test_racing_creators_get_distinct_ranges)
     }
     close(go[0]);
     close(out[1]);
-    usleep(200 * 1000);  /* let every racer connect */
+    tu_sleep_ms(200);  /* let every racer connect */
     close(go[1]);
 
     unsigned seen[RACE_NAMES] = {0};
@@ -999,36 +801,24 @@ END_TEST
 
 /* ---- Suite ------------------------------------------------------------- */
 
-static Suite *memcached_suite(void)
-{
-    Suite *s = suite_create("memcached");
-    TCase *tc = tcase_create("store");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_first_ids_are_1_2_3);
-    tcase_add_test(tc, test_no_duplicate_across_4_processes_x_2_threads);
-    tcase_add_test(tc, test_store_counts_one_incr_per_batch);
-    tcase_add_test(tc, test_killed_client_never_repeats_an_id);
-    tcase_add_test(tc, test_hung_server_fails_within_timeout_and_recovers);
-    tcase_add_test(tc, test_late_reply_is_never_taken_for_a_later_answer);
-    tcase_add_test(tc, test_restarted_server_answers_are_refused_as_regression);
-    tcase_add_test(tc, test_flushed_counter_is_refused_never_served);
-    tcase_add_test(tc, test_values_stop_below_2_63_never_wrap);
-    tcase_add_test(tc, test_raise_never_lowers);
-    tcase_add_test(tc, test_counters_spread_over_servers_by_consistent_hashing);
-    tcase_add_test(tc, test_bad_store_uris_are_refused);
-    tcase_add_test(tc, test_keys_memcached_cannot_hold_are_refused);
-    tcase_add_test(tc, test_list_is_unsupported);
-    tcase_add_test(tc, test_open_warns_when_server_evicts);
-    tcase_add_test(tc, test_racing_creators_get_distinct_ranges);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(memcached_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    const TTest *tests[] = {
+        test_first_ids_are_1_2_3,
+        test_no_duplicate_across_4_processes_x_2_threads,
+        test_store_counts_one_incr_per_batch,
+        test_killed_client_never_repeats_an_id,
+        test_hung_server_fails_within_timeout_and_recovers,
+        test_late_reply_is_never_taken_for_a_later_answer,
+        test_restarted_server_answers_are_refused_as_regression,
+        test_flushed_counter_is_refused_never_served,
+        test_values_stop_below_2_63_never_wrap, test_raise_never_lowers,
+        test_counters_spread_over_servers_by_consistent_hashing,
+        test_bad_store_uris_are_refused,
+        test_keys_memcached_cannot_hold_are_refused, test_list_is_unsupported,
+        test_open_warns_when_server_evicts,
+        test_racing_creators_get_distinct_ranges, NULL};
+    const tu_case cases[] = {
+        {.name = "store", .tests = tests}, {.name = NULL}};
+    return tu_run(tu_suite("memcached", 120, cases));
 }

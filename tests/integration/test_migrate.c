@@ -15,6 +15,7 @@
 
 #include "harness.h"
 #include "idprime/idprime.h"
+#include "testutil.h"
 
 enum { REDIS, MEMCACHED, SQLITE, NSTORES };
 static const char *const store_names[NSTORES] = {"redis", "memcached", "sqlite"};
@@ -50,20 +51,12 @@ static const char *uri_of(const stores *s, int which, const char *query,
     return buf;
 }
 
-static idp_client *open_ok(const char *uri)
-{
-    idp_error err;
-    idp_client *c = idp_open(uri, NULL, &err);
-    ck_assert_msg(c != NULL, "open %s: %s", uri, err.msg);
-    return c;
-}
-
+/* The value of counter `name` in the store at `uri`, on a client of its
+ * own. */
 static uint64_t value_of(const char *uri, const char *name)
 {
-    idp_client *c = open_ok(uri);
-    uint64_t v = 0;
-    idp_error err;
-    ck_assert_msg(idp_get(c, name, &v, NULL, &err) == IDP_OK, "%s", err.msg);
+    idp_client *c = tu_open(uri, NULL);
+    uint64_t v = tu_get(c, name, NULL);
     idp_close(c);
     return v;
 }
@@ -122,7 +115,7 @@ START_TEST(test_migrate_every_pair_raises_never_lowers)
 
             /* FROM handed out 1..250 of "files"; "chunk" stands at 5000.
              * TO already holds "chunk" at 9000 and has no "files". */
-            idp_client *c = open_ok(fu);
+            idp_client *c = tu_open(fu, NULL);
             idp_counter *files = idp_counter_get(c, "files", NULL);
             uint64_t id = 0;
             for (int i = 0; i < 250; i++)
@@ -130,7 +123,7 @@ START_TEST(test_migrate_every_pair_raises_never_lowers)
             ck_assert_uint_eq(id, 250);
             ck_assert_int_eq(idp_raise(c, "chunk", 5000, NULL, NULL), IDP_OK);
             idp_close(c);
-            c = open_ok(tu);
+            c = tu_open(tu, NULL);
             ck_assert_int_eq(idp_raise(c, "chunk", 9000, NULL, NULL), IDP_OK);
             idp_close(c);
 
@@ -145,7 +138,7 @@ START_TEST(test_migrate_every_pair_raises_never_lowers)
             ck_assert_uint_eq(value_of(tu, "chunk"), 9000);
 
             /* a client on TO continues above every ID FROM handed out */
-            c = open_ok(tu);
+            c = tu_open(tu, NULL);
             files = idp_counter_get(c, "files", NULL);
             ck_assert_int_eq(idp_next(files, &id, NULL), IDP_OK);
             ck_assert_uint_eq(id, 301);
@@ -163,7 +156,7 @@ START_TEST(test_dry_run_changes_nothing)
     char fu[PATH_MAX + 128], tu[PATH_MAX + 128];
     uri_of(&s, REDIS, "?prefix=dry.", fu, sizeof fu);
     uri_of(&s, SQLITE, "?prefix=dry.", tu, sizeof tu);
-    idp_client *c = open_ok(fu);
+    idp_client *c = tu_open(fu, NULL);
     ck_assert_int_eq(idp_raise(c, "inode", 777, NULL, NULL), IDP_OK);
     idp_close(c);
     char out[4096];
@@ -182,13 +175,13 @@ START_TEST(test_migrate_without_names_takes_every_counter)
     char fu[PATH_MAX + 128], tu[PATH_MAX + 128];
     uri_of(&s, SQLITE, "?prefix=all.", fu, sizeof fu);
     uri_of(&s, REDIS, "?prefix=all.", tu, sizeof tu);
-    idp_client *c = open_ok(fu);
+    idp_client *c = tu_open(fu, NULL);
     ck_assert_int_eq(idp_raise(c, "inode", 10, NULL, NULL), IDP_OK);
     ck_assert_int_eq(idp_raise(c, "chunk", 20, NULL, NULL), IDP_OK);
     idp_close(c);
     /* a counter outside the prefix is not FROM's and is left alone */
     char other[PATH_MAX + 128];
-    c = open_ok(uri_of(&s, SQLITE, "", other, sizeof other));
+    c = tu_open(uri_of(&s, SQLITE, "", other, sizeof other), NULL);
     ck_assert_int_eq(idp_raise(c, "stranger", 5, NULL, NULL), IDP_OK);
     idp_close(c);
     char out[4096];
@@ -225,17 +218,12 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("migrate");
-    TCase *tc = tcase_create("migrate");
-    tcase_set_timeout(tc, 180);
-    tcase_add_test(tc, test_migrate_every_pair_raises_never_lowers);
-    tcase_add_test(tc, test_dry_run_changes_nothing);
-    tcase_add_test(tc, test_migrate_without_names_takes_every_counter);
-    tcase_add_test(tc, test_memcached_needs_counter_names);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    const TTest *tests[] = {
+        test_migrate_every_pair_raises_never_lowers,
+        test_dry_run_changes_nothing,
+        test_migrate_without_names_takes_every_counter,
+        test_memcached_needs_counter_names, NULL};
+    const tu_case cases[] = {
+        {.name = "migrate", .tests = tests}, {.name = NULL}};
+    return tu_run(tu_suite("migrate", 180, cases));
 }

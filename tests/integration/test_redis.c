@@ -16,24 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
 #include "harness.h"
 #include "idprime/idprime.h"
+#include "testutil.h"
 
 /* ---- Helpers ------------------------------------------------------------ */
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Everything the library logged, a "\nLEVEL:message" line each. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -63,45 +54,14 @@ static int log_has(const char *text)
     return found;
 }
 
+/* Every client of the tests logs into log_text. */
+static const idp_options with_log = {.size = sizeof(idp_options),
+                                     .log = log_cb};
+
 static idp_client *try_open(const char *uri, idp_error *err)
 {
-    idp_options o = {.size = sizeof o, .log = log_cb};
     memset(err, 0, sizeof *err);
-    return idp_open(uri, &o, err);
-}
-
-static idp_client *must_open(const char *uri)
-{
-    idp_error err;
-    idp_client *c = try_open(uri, &err);
-    ck_assert_msg(c != NULL, "idp_open(%s): %s", uri, err.msg);
-    return c;
-}
-
-static idp_counter *must_counter(idp_client *c, const char *name)
-{
-    idp_error err;
-    idp_counter *ctr = idp_counter_get(c, name, &err);
-    ck_assert_msg(ctr != NULL, "idp_counter_get(%s): %s", name, err.msg);
-    return ctr;
-}
-
-static uint64_t must_next(idp_counter *ctr)
-{
-    idp_error err;
-    uint64_t id = 0;
-    int rc = idp_next(ctr, &id, &err);
-    ck_assert_msg(rc == IDP_OK, "idp_next: %d %s", rc, err.msg);
-    return id;
-}
-
-static uint64_t must_get(idp_client *c, const char *name, int *exists)
-{
-    idp_error err;
-    uint64_t v = 0;
-    int rc = idp_get(c, name, &v, exists, &err);
-    ck_assert_msg(rc == IDP_OK, "idp_get(%s): %d %s", name, rc, err.msg);
-    return v;
+    return idp_open(uri, &with_log, err);
 }
 
 static void start_redis(server *s, const char *extra)
@@ -191,50 +151,19 @@ static uint64_t server_incrbys(const server *s)
                      : 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Sorts ids and asserts they are all distinct and >= 1. */
-static void assert_distinct(uint64_t *ids, size_t n)
-{
-    qsort(ids, n, sizeof *ids, cmp_u64);
-    ck_assert_uint_ge(ids[0], 1);
-    for (size_t i = 1; i < n; i++)
-        ck_assert_msg(ids[i] != ids[i - 1], "ID %llu handed out twice",
-                      (unsigned long long)ids[i]);
-}
-
-/* Reads a file of uint64_t IDs; returns the count, *out to free. */
-static size_t read_ids(const char *path, uint64_t **out)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    struct stat st;
-    ck_assert_int_eq(fstat(fileno(f), &st), 0);
-    size_t n = (size_t)st.st_size / sizeof(uint64_t);
-    *out = malloc((n + 1) * sizeof **out);
-    ck_assert_ptr_nonnull(*out);
-    ck_assert_uint_eq(fread(*out, sizeof **out, n, f), n);
-    fclose(f);
-    return n;
-}
-
 /* ---- IDs ---------------------------------------------------------------- */
 
 START_TEST(test_first_ids_are_1_2_3)
 {
     server s;
     start_redis(&s, NULL);
-    idp_client *c = must_open(redis_uri(&s, NULL));
-    idp_counter *ctr = must_counter(c, "ids");
+    idp_client *c = server_open(&s, NULL, &with_log);
+    idp_counter *ctr = tu_counter(c, "ids");
     for (uint64_t want = 1; want <= 5; want++)
-        ck_assert_uint_eq(must_next(ctr), want);
+        ck_assert_uint_eq(tu_next(ctr), want);
     /* one batch of the default 256 taken, none in the background yet */
     int exists = 0;
-    ck_assert_uint_eq(must_get(c, "ids", &exists), 256);
+    ck_assert_uint_eq(tu_get(c, "ids", &exists), 256);
     ck_assert_int_eq(exists, 1);
     idp_close(c);
     server_stop(&s, 0);
@@ -245,12 +174,12 @@ START_TEST(test_first_ids_are_1_2_3_without_batching)
 {
     server s;
     start_redis(&s, NULL);
-    idp_client *c = must_open(redis_uri(&s, "?metaprime=0"));
-    idp_counter *ctr = must_counter(c, "ids");
+    idp_client *c = server_open(&s, "?metaprime=0", &with_log);
+    idp_counter *ctr = tu_counter(c, "ids");
     for (uint64_t want = 1; want <= 5; want++) {
-        ck_assert_uint_eq(must_next(ctr), want);
+        ck_assert_uint_eq(tu_next(ctr), want);
         /* every allocation is its own INCRBY: the store holds the last ID */
-        ck_assert_uint_eq(must_get(c, "ids", NULL), want);
+        ck_assert_uint_eq(tu_get(c, "ids", NULL), want);
     }
     uint64_t last = 0;
     ck_assert_int_eq(idp_incr(ctr, 10, &last, NULL), IDP_OK);
@@ -260,113 +189,21 @@ START_TEST(test_first_ids_are_1_2_3_without_batching)
 }
 END_TEST
 
-#define PROCS 4
-#define THREADS 2
-#define PER_THREAD 50000
-
-typedef struct worker {
-    idp_counter *ctr;
-    uint64_t *ids;
-    int failed;
-} worker;
-
-static void *worker_run(void *arg)
-{
-    worker *w = arg;
-    for (size_t i = 0; i < PER_THREAD; i++) {
-        idp_error err;
-        if (idp_next(w->ctr, &w->ids[i], &err) != IDP_OK) {
-            fprintf(stderr, "child %d: idp_next: %s\n", (int)getpid(), err.msg);
-            w->failed = 1;
-            return NULL;
-        }
-        if (i > 0 && w->ids[i] <= w->ids[i - 1]) {
-            fprintf(stderr, "child %d: %llu after %llu: not increasing\n",
-                    (int)getpid(), (unsigned long long)w->ids[i],
-                    (unsigned long long)w->ids[i - 1]);
-            w->failed = 1;
-            return NULL;
-        }
-    }
-    return NULL;
-}
-
-/* A child process: THREADS threads take PER_THREAD IDs each; the IDs go to
- * `path`. Returns the exit status (0: fine). */
-static int child_ids(const char *uri, const char *path)
-{
-    idp_error err;
-    idp_options o = {.size = sizeof o};
-    idp_client *c = idp_open(uri, &o, &err);
-    if (c == NULL) {
-        fprintf(stderr, "child: idp_open: %s\n", err.msg);
-        return 2;
-    }
-    idp_counter *ctr = idp_counter_get(c, "shared", &err);
-    worker w[THREADS];
-    pthread_t t[THREADS];
-    int status = ctr == NULL ? 2 : 0;
-    for (int i = 0; i < THREADS && status == 0; i++) {
-        w[i] = (worker){ctr, malloc(PER_THREAD * sizeof(uint64_t)), 0};
-        if (w[i].ids == NULL || pthread_create(&t[i], NULL, worker_run, &w[i]))
-            return 2;
-    }
-    FILE *f = status == 0 ? fopen(path, "wb") : NULL;
-    for (int i = 0; i < THREADS && status == 0; i++) {
-        pthread_join(t[i], NULL);
-        if (w[i].failed)
-            status = 3;
-        else if (f == NULL ||
-                 fwrite(w[i].ids, sizeof(uint64_t), PER_THREAD, f) != PER_THREAD)
-            status = 4;
-        free(w[i].ids);
-    }
-    if (f != NULL && fclose(f) != 0)
-        status = 4;
-    idp_close(c);
-    return status;
-}
-
 START_TEST(test_no_duplicate_across_4_processes_x_2_threads)
 {
     server s;
     start_redis(&s, NULL);
-    char uri[512], dir[PATH_MAX], path[PROCS][PATH_MAX + 32];
+    char uri[512];
     server_uri(&s, "?batch=64", uri, sizeof uri);
-    ck_assert_ptr_nonnull(harness_tmpdir(dir, sizeof dir));
     /* the children fork before the parent opens any client */
-    pid_t pid[PROCS];
-    for (int p = 0; p < PROCS; p++) {
-        snprintf(path[p], sizeof path[p], "%s/ids-%d.bin", dir, p);
-        pid[p] = fork();
-        ck_assert_int_ge(pid[p], 0);
-        if (pid[p] == 0)
-            _exit(child_ids(uri, path[p]));
-    }
-    for (int p = 0; p < PROCS; p++) {
-        int status;
-        ck_assert_int_eq(waitpid(pid[p], &status, 0), pid[p]);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "child %d failed (status %d)", p, status);
-    }
-    size_t total = (size_t)PROCS * THREADS * PER_THREAD, n = 0;
-    uint64_t *all = malloc(total * sizeof *all);
-    ck_assert_ptr_nonnull(all);
-    for (int p = 0; p < PROCS; p++) {
-        uint64_t *ids;
-        size_t k = read_ids(path[p], &ids);
-        ck_assert_uint_eq(k, (size_t)THREADS * PER_THREAD);
-        memcpy(all + n, ids, k * sizeof *ids);
-        n += k;
-        free(ids);
-        unlink(path[p]);
-    }
-    rmdir(dir);
+    const tu_fanout f = {.uri = uri, .counter = "shared", .procs = 4,
+                         .threads = 2, .per_thread = 50000};
+    size_t n = 0;
+    uint64_t *all = tu_fanout_ids(&f, &n, NULL);   /* all distinct */
     ck_assert_uint_eq(n, 400000);
-    assert_distinct(all, n);
     /* nobody was handed an ID the store has not passed */
-    idp_client *c = must_open(redis_uri(&s, NULL));
-    ck_assert_uint_ge(must_get(c, "shared", NULL), all[n - 1]);
+    idp_client *c = server_open(&s, NULL, &with_log);
+    ck_assert_uint_ge(tu_get(c, "shared", NULL), all[n - 1]);
     idp_close(c);
     free(all);
     server_stop(&s, 0);
@@ -383,15 +220,15 @@ START_TEST(test_store_counts_one_incrby_per_batch)
     /* batch=100, fetched only when the pool is empty: 1,000 IDs take
      * exactly ceil(1000/100) = 10 INCRBY per client. ("inode" would take
      * its own inode_batch=256.) */
-    idp_client *a = must_open(redis_uri(&s, "?batch=100&low_watermark=0"));
-    idp_client *b = must_open(redis_uri(&s, "?batch=100&low_watermark=0"));
+    idp_client *a = server_open(&s, "?batch=100&low_watermark=0", &with_log);
+    idp_client *b = server_open(&s, "?batch=100&low_watermark=0", &with_log);
     raw(&s, NULL, "CONFIG RESETSTAT", out, sizeof out);
     ck_assert_str_eq(out, "+OK");
     ck_assert_uint_eq(server_incrbys(&s), 0);
-    idp_counter *ca = must_counter(a, "files"), *cb = must_counter(b, "files");
+    idp_counter *ca = tu_counter(a, "files"), *cb = tu_counter(b, "files");
     for (int i = 0; i < 1000; i++) {
-        must_next(ca);
-        must_next(cb);
+        tu_next(ca);
+        tu_next(cb);
     }
     idp_counter_stats sa, sb;
     idp_counter_stats_get(ca, &sa);
@@ -405,18 +242,18 @@ START_TEST(test_store_counts_one_incrby_per_batch)
     idp_error err;
     ck_assert_int_eq(idp_store_roundtrips(a, &rt, &err), IDP_OK);
     ck_assert_uint_eq(rt, 20);
-    ck_assert_uint_eq(must_get(a, "files", NULL), 2000);
+    ck_assert_uint_eq(tu_get(a, "files", NULL), 2000);
     idp_close(a);
     idp_close(b);
 
     /* with the default watermark (25%) the next batch is fetched in the
      * background at 75 of 100 used: 950 IDs need 10 batches, and the 10th
      * leaves 50 > 25, so no 11th is started */
-    a = must_open(redis_uri(&s, "?batch=100"));
+    a = server_open(&s, "?batch=100", &with_log);
     raw(&s, NULL, "CONFIG RESETSTAT", out, sizeof out);
-    ca = must_counter(a, "chunk2");
+    ca = tu_counter(a, "chunk2");
     for (int i = 0; i < 950; i++)
-        must_next(ca);
+        tu_next(ca);
     idp_counter_stats_get(ca, &sa);
     ck_assert_uint_eq(sa.prime_calls, 10);
     /* how many of them ran in the background depends on timing */
@@ -425,11 +262,11 @@ START_TEST(test_store_counts_one_incrby_per_batch)
     idp_close(a);
 
     /* metaprime=0: one INCRBY per ID */
-    a = must_open(redis_uri(&s, "?metaprime=0"));
+    a = server_open(&s, "?metaprime=0", &with_log);
     raw(&s, NULL, "CONFIG RESETSTAT", out, sizeof out);
-    ca = must_counter(a, "legacy");
+    ca = tu_counter(a, "legacy");
     for (int i = 0; i < 50; i++)
-        must_next(ca);
+        tu_next(ca);
     idp_counter_stats_get(ca, &sa);
     ck_assert_uint_eq(sa.prime_calls, 50);
     ck_assert_uint_eq(server_incrbys(&s), 50);
@@ -440,83 +277,33 @@ END_TEST
 
 /* ---- Crashes, outages, lost data ---------------------------------------- */
 
-/* A child that takes IDs forever, appending each to `path`, and writes one
- * byte to `ready` after the first 1,000. */
-static void child_take_forever(const char *uri, const char *path, int ready)
-{
-    idp_error err;
-    idp_options o = {.size = sizeof o};
-    idp_client *c = idp_open(uri, &o, &err);
-    idp_counter *ctr = c != NULL ? idp_counter_get(c, "crash", &err) : NULL;
-    FILE *f = fopen(path, "wb");
-    if (ctr == NULL || f == NULL)
-        _exit(2);
-    setvbuf(f, NULL, _IONBF, 0);   /* each ID reaches the file at once */
-    for (long i = 0;; i++) {
-        uint64_t id;
-        if (idp_next(ctr, &id, &err) != IDP_OK)
-            _exit(3);
-        if (fwrite(&id, sizeof id, 1, f) != 1)
-            _exit(4);
-        if (i == 1000 && write(ready, "x", 1) != 1)
-            _exit(5);
-    }
-}
-
 START_TEST(test_killed_client_never_repeats_an_id)
 {
     server s;
     start_redis(&s, NULL);
-    char uri[512], dir[PATH_MAX], path[PATH_MAX + 32];
+    char uri[512];
     server_uri(&s, NULL, uri, sizeof uri);
-    ck_assert_ptr_nonnull(harness_tmpdir(dir, sizeof dir));
     uint64_t *all = NULL;
     size_t n = 0;
     uint64_t highest = 0;
     for (int round = 0; round < 3; round++) {
-        snprintf(path, sizeof path, "%s/round-%d.bin", dir, round);
-        int fds[2];
-        ck_assert_int_eq(pipe(fds), 0);
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-            close(fds[0]);
-            child_take_forever(uri, path, fds[1]);
-        }
-        close(fds[1]);
-        char x;
-        ck_assert_int_eq(read(fds[0], &x, 1), 1);
-        close(fds[0]);
-        usleep(20000);
-        kill(pid, SIGKILL);
-        int status;
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-                      "the child ended before it was killed (status %d)",
-                      status);
-        uint64_t *ids;
-        size_t k = read_ids(path, &ids);
-        unlink(path);
+        /* a child killed mid-run once it has handed out over 1,000 */
+        size_t start = n;
+        size_t k = tu_take_then_kill(uri, "crash", 1001, &all, &n);
         ck_assert_uint_gt(k, 1000);
         /* a client started after a crash begins above all it handed out */
-        ck_assert_msg(ids[0] > highest, "round %d began at %llu, at or below "
-                      "%llu handed out before the crash", round,
-                      (unsigned long long)ids[0],
+        ck_assert_msg(all[start] > highest, "round %d began at %llu, at or "
+                      "below %llu handed out before the crash", round,
+                      (unsigned long long)all[start],
                       (unsigned long long)highest);
-        for (size_t i = 0; i < k; i++)
-            highest = ids[i] > highest ? ids[i] : highest;
-        all = realloc(all, (n + k) * sizeof *all);
-        ck_assert_ptr_nonnull(all);
-        memcpy(all + n, ids, k * sizeof *ids);
-        n += k;
-        free(ids);
+        for (size_t i = start; i < n; i++)
+            highest = all[i] > highest ? all[i] : highest;
     }
-    rmdir(dir);
-    idp_client *c = must_open(uri);
-    uint64_t after = must_next(must_counter(c, "crash"));
+    idp_client *c = server_open(&s, NULL, &with_log);
+    uint64_t after = tu_next(tu_counter(c, "crash"));
     ck_assert_uint_gt(after, highest);
     idp_close(c);
-    assert_distinct(all, n);
+    tu_assert_distinct(all, n);
     free(all);
     server_stop(&s, 0);
 }
@@ -527,10 +314,10 @@ START_TEST(test_stopped_server_fails_within_timeout_and_recovers)
     server s;
     /* persistence on, so the counter survives the restart */
     start_redis(&s, "--appendonly yes");
-    idp_client *c = must_open(redis_uri(&s, "?metaprime=0&timeout_ms=500"));
-    idp_counter *ctr = must_counter(c, "outage");
+    idp_client *c = server_open(&s, "?metaprime=0&timeout_ms=500", &with_log);
+    idp_counter *ctr = tu_counter(c, "outage");
     for (uint64_t want = 1; want <= 3; want++)
-        ck_assert_uint_eq(must_next(ctr), want);
+        ck_assert_uint_eq(tu_next(ctr), want);
 
     server_stop(&s, 1);
     char want[128];
@@ -539,9 +326,9 @@ START_TEST(test_stopped_server_fails_within_timeout_and_recovers)
     for (int i = 0; i < 2; i++) {
         idp_error err;
         uint64_t id = 0;
-        long long t0 = now_ms();
+        long long t0 = tu_now_ms();
         int rc = idp_next(ctr, &id, &err);
-        long long dt = now_ms() - t0;
+        long long dt = tu_now_ms() - t0;
         ck_assert_msg(rc == IDP_ESTORE || rc == IDP_ETIMEOUT,
                       "call %d with the server down gave %d: %s", i, rc,
                       err.msg);
@@ -552,8 +339,8 @@ START_TEST(test_stopped_server_fails_within_timeout_and_recovers)
 
     ck_assert_int_eq(server_restart(&s), 0);
     /* the failed INCRBYs never reached the server: nothing was skipped */
-    ck_assert_uint_eq(must_next(ctr), 4);
-    ck_assert_uint_eq(must_get(c, "outage", NULL), 4);
+    ck_assert_uint_eq(tu_next(ctr), 4);
+    ck_assert_uint_eq(tu_get(c, "outage", NULL), 4);
     idp_close(c);
     server_stop(&s, 0);
 }
@@ -563,17 +350,17 @@ START_TEST(test_hung_server_times_out_and_recovers)
 {
     server s;
     start_redis(&s, NULL);
-    idp_client *c = must_open(redis_uri(&s, "?metaprime=0&timeout_ms=500"));
-    idp_counter *ctr = must_counter(c, "hung");
-    ck_assert_uint_eq(must_next(ctr), 1);
+    idp_client *c = server_open(&s, "?metaprime=0&timeout_ms=500", &with_log);
+    idp_counter *ctr = tu_counter(c, "hung");
+    ck_assert_uint_eq(tu_next(ctr), 1);
 
     kill(s.pid, SIGSTOP);
     for (int i = 0; i < 2; i++) {   /* the old connection, then a new one */
         idp_error err;
         uint64_t id = 0;
-        long long t0 = now_ms();
+        long long t0 = tu_now_ms();
         int rc = idp_next(ctr, &id, &err);
-        long long dt = now_ms() - t0;
+        long long dt = tu_now_ms() - t0;
         ck_assert_msg(rc == IDP_ETIMEOUT, "call %d on a hung server gave %d: "
                       "%s", i, rc, err.msg);
         ck_assert_msg(dt >= 400 && dt <= 500 + 1500, "call %d took %lld ms",
@@ -585,9 +372,9 @@ START_TEST(test_hung_server_times_out_and_recovers)
 
     /* the timed-out INCRBYs may still run once the server wakes: they are
      * gaps, never handed out, and the next ID lies above them */
-    uint64_t id = must_next(ctr);
+    uint64_t id = tu_next(ctr);
     ck_assert_uint_gt(id, 1);
-    ck_assert_uint_eq(must_get(c, "hung", NULL), id);
+    ck_assert_uint_eq(tu_get(c, "hung", NULL), id);
     idp_close(c);
     server_stop(&s, 0);
 }
@@ -597,15 +384,15 @@ START_TEST(test_store_regression_is_refused)
 {
     server s;
     start_redis(&s, NULL);   /* no persistence: a restart loses everything */
-    idp_client *c = must_open(redis_uri(&s, "?batch=10&low_watermark=0"));
-    idp_counter *ctr = must_counter(c, "lost");
+    idp_client *c = server_open(&s, "?batch=10&low_watermark=0", &with_log);
+    idp_counter *ctr = tu_counter(c, "lost");
     uint64_t last = 0;
     for (uint64_t want = 1; want <= 5; want++)
-        ck_assert_uint_eq(last = must_next(ctr), want);
+        ck_assert_uint_eq(last = tu_next(ctr), want);
     server_kill(&s);
     ck_assert_int_eq(server_restart(&s), 0);
     /* the closed connection is reopened before anything is sent */
-    ck_assert_uint_eq(must_get(c, "lost", NULL), 0);
+    ck_assert_uint_eq(tu_get(c, "lost", NULL), 0);
 
     /* 6..10 are still in the pool; then the empty store answers 10 (IDs
      * 1..10, at or below the 10 already held): refused; then 20 (11..20)
@@ -643,25 +430,25 @@ START_TEST(test_reconnect_reapplies_auth_and_select)
     char uri[512];
     snprintf(uri, sizeof uri, "redis://:s3cret@127.0.0.1:%d/3?metaprime=0",
              s.port);
-    idp_client *c = must_open(uri);
-    idp_counter *ctr = must_counter(c, "re");
-    ck_assert_uint_eq(must_next(ctr), 1);
+    idp_client *c = tu_open(uri, &with_log);
+    idp_counter *ctr = tu_counter(c, "re");
+    ck_assert_uint_eq(tu_next(ctr), 1);
 
     /* the server closes the connection (as its idle timeout would): the
      * next call reopens it, authenticated and on db 3, before sending */
     raw(&s, "s3cret", "CLIENT KILL TYPE normal", out, sizeof out);
     ck_assert_str_eq(out, ":1");
-    ck_assert_uint_eq(must_next(ctr), 2);
+    ck_assert_uint_eq(tu_next(ctr), 2);
     raw(&s, "s3cret", "CLIENT KILL TYPE normal", out, sizeof out);
     ck_assert_str_eq(out, ":1");
-    ck_assert_uint_eq(must_next(ctr), 3);
+    ck_assert_uint_eq(tu_next(ctr), 3);
     snprintf(uri, sizeof uri, "redis://:s3cret@127.0.0.1:%d?db=3", s.port);
-    idp_client *d3 = must_open(uri);
-    ck_assert_uint_eq(must_get(d3, "re", NULL), 3);
+    idp_client *d3 = tu_open(uri, &with_log);
+    ck_assert_uint_eq(tu_get(d3, "re", NULL), 3);
     snprintf(uri, sizeof uri, "redis://:s3cret@127.0.0.1:%d/0", s.port);
-    idp_client *d0 = must_open(uri);
+    idp_client *d0 = tu_open(uri, &with_log);
     int exists = 1;
-    ck_assert_uint_eq(must_get(d0, "re", &exists), 0);
+    ck_assert_uint_eq(tu_get(d0, "re", &exists), 0);
     ck_assert_int_eq(exists, 0);
     idp_close(d0);
     idp_close(d3);
@@ -677,22 +464,22 @@ START_TEST(test_reaching_2_63_is_an_error_never_a_wrap)
     start_redis(&s, NULL);
     raw(&s, NULL, "SET big 9223372036854775800", out, sizeof out);
     raw(&s, NULL, "SET big2 9223372036854775800", out, sizeof out);
-    idp_client *c = must_open(redis_uri(&s, "?metaprime=0"));
-    idp_counter *ctr = must_counter(c, "big");
+    idp_client *c = server_open(&s, "?metaprime=0", &with_log);
+    idp_counter *ctr = tu_counter(c, "big");
     for (uint64_t want = 9223372036854775801u; want <= IDP_MAX_VALUE; want++)
-        ck_assert_uint_eq(must_next(ctr), want);
+        ck_assert_uint_eq(tu_next(ctr), want);
     idp_error err;
     uint64_t id = 0;
     int rc = idp_next(ctr, &id, &err);
     ck_assert_msg(rc == IDP_ERANGE, "%d: %s", rc, err.msg);
-    ck_assert_uint_eq(must_get(c, "big", NULL), IDP_MAX_VALUE);
+    ck_assert_uint_eq(tu_get(c, "big", NULL), IDP_MAX_VALUE);
     idp_close(c);
 
-    c = must_open(redis_uri(&s, "?batch=10"));
-    rc = idp_next(must_counter(c, "big2"), &id, &err);
+    c = server_open(&s, "?batch=10", &with_log);
+    rc = idp_next(tu_counter(c, "big2"), &id, &err);
     ck_assert_msg(rc == IDP_ERANGE, "%d: %s", rc, err.msg);
     ck_assert_msg(strstr(err.msg, "'big2'") != NULL, "%s", err.msg);
-    ck_assert_uint_eq(must_get(c, "big2", NULL), 9223372036854775800u);
+    ck_assert_uint_eq(tu_get(c, "big2", NULL), 9223372036854775800u);
     idp_close(c);
     server_stop(&s, 0);
 }
@@ -727,8 +514,8 @@ START_TEST(test_bad_db_number_is_named)
     ck_assert_ptr_null(try_open(redis_uri(&s, "?db=16"), &err));
     ck_assert_msg(strstr(err.msg, "db 16") != NULL, "%s", err.msg);
     /* the last one there is fine */
-    idp_client *c = must_open(redis_uri(&s, "/15"));
-    ck_assert_uint_eq(must_next(must_counter(c, "x")), 1);
+    idp_client *c = server_open(&s, "/15", &with_log);
+    ck_assert_uint_eq(tu_next(tu_counter(c, "x")), 1);
     idp_close(c);
     server_stop(&s, 0);
 }
@@ -795,13 +582,13 @@ START_TEST(test_password_is_checked)
     ck_assert_msg(strstr(err.msg, "no password") != NULL, "%s", err.msg);
 
     snprintf(uri, sizeof uri, "redis://:s3cret@127.0.0.1:%d", s.port);
-    idp_client *c = must_open(uri);
-    ck_assert_uint_eq(must_next(must_counter(c, "pw")), 1);
+    idp_client *c = tu_open(uri, &with_log);
+    ck_assert_uint_eq(tu_next(tu_counter(c, "pw")), 1);
     idp_close(c);
     /* Redis 6 ACL form, as the default user */
     snprintf(uri, sizeof uri, "redis://default:s3cret@127.0.0.1:%d", s.port);
-    c = must_open(uri);
-    ck_assert_uint_eq(must_get(c, "pw", NULL), 256);
+    c = tu_open(uri, &with_log);
+    ck_assert_uint_eq(tu_get(c, "pw", NULL), 256);
     idp_close(c);
     server_stop(&s, 0);
 }
@@ -818,16 +605,16 @@ START_TEST(test_unix_socket_takes_db_parameter)
     start_redis(&s, extra);
 
     snprintf(uri, sizeof uri, "redis://%s?db=2", sock);
-    idp_client *c = must_open(uri);
-    ck_assert_uint_eq(must_next(must_counter(c, "sock")), 1);
+    idp_client *c = tu_open(uri, &with_log);
+    ck_assert_uint_eq(tu_next(tu_counter(c, "sock")), 1);
     idp_close(c);
     /* the same counter seen over TCP in db 2, absent from db 0 */
-    c = must_open(redis_uri(&s, "/2"));
-    ck_assert_uint_eq(must_get(c, "sock", NULL), 256);
+    c = server_open(&s, "/2", &with_log);
+    ck_assert_uint_eq(tu_get(c, "sock", NULL), 256);
     idp_close(c);
-    c = must_open(redis_uri(&s, NULL));
+    c = server_open(&s, NULL, &with_log);
     int exists = 1;
-    must_get(c, "sock", &exists);
+    tu_get(c, "sock", &exists);
     ck_assert_int_eq(exists, 0);
     idp_close(c);
 
@@ -849,15 +636,15 @@ START_TEST(test_raise_never_lowers)
     server s;
     char out[64];
     start_redis(&s, NULL);
-    idp_client *c = must_open(redis_uri(&s, "?batch=10"));
+    idp_client *c = server_open(&s, "?batch=10", &with_log);
     idp_error err;
     uint64_t r = 0;
     ck_assert_int_eq(idp_raise(c, "r", 100, &r, &err), IDP_OK);
     ck_assert_uint_eq(r, 100);
     ck_assert_int_eq(idp_raise(c, "r", 50, &r, &err), IDP_OK);
     ck_assert_uint_eq(r, 100);
-    ck_assert_uint_eq(must_get(c, "r", NULL), 100);
-    ck_assert_uint_eq(must_next(must_counter(c, "r")), 101);
+    ck_assert_uint_eq(tu_get(c, "r", NULL), 100);
+    ck_assert_uint_eq(tu_next(tu_counter(c, "r")), 101);
     ck_assert_int_eq(idp_raise(c, "r", 105, &r, &err), IDP_OK);
     ck_assert_uint_eq(r, 110);
 
@@ -866,10 +653,10 @@ START_TEST(test_raise_never_lowers)
     ck_assert_int_eq(idp_raise(c, "p", 9007199254740992u, &r, &err), IDP_OK);
     ck_assert_uint_eq(r, 9007199254740993u);
     ck_assert_int_eq(idp_raise(c, "p", IDP_MAX_VALUE, &r, &err), IDP_OK);
-    ck_assert_uint_eq(must_get(c, "p", NULL), IDP_MAX_VALUE);
+    ck_assert_uint_eq(tu_get(c, "p", NULL), IDP_MAX_VALUE);
     int rc = idp_raise(c, "p", IDP_MAX_VALUE + 1, &r, &err);
     ck_assert_msg(rc == IDP_ERANGE || rc == IDP_EINVAL, "%d: %s", rc, err.msg);
-    ck_assert_uint_eq(must_get(c, "p", NULL), IDP_MAX_VALUE);
+    ck_assert_uint_eq(tu_get(c, "p", NULL), IDP_MAX_VALUE);
 
     raw(&s, NULL, "SET junk abc", out, sizeof out);
     rc = idp_raise(c, "junk", 5, &r, &err);
@@ -880,56 +667,33 @@ START_TEST(test_raise_never_lowers)
 }
 END_TEST
 
-typedef struct seen {
-    char names[8][32];
-    uint64_t values[8];
-    int n;
-} seen;
-
-static int collect(void *ud, const char *name, uint64_t value)
-{
-    seen *s = ud;
-    ck_assert_int_lt(s->n, 8);
-    snprintf(s->names[s->n], sizeof s->names[s->n], "%s", name);
-    s->values[s->n++] = value;
-    return 0;
-}
-
-static int find(const seen *s, const char *name)
-{
-    for (int i = 0; i < s->n; i++)
-        if (strcmp(s->names[i], name) == 0)
-            return i;
-    return -1;
-}
-
 START_TEST(test_list_finds_counters_under_prefix)
 {
     server s;
     char out[64];
     start_redis(&s, NULL);
     /* '*' must match itself only: "g*:" must not list "gX:c" */
-    idp_client *g = must_open(redis_uri(&s, "?prefix=g*:&batch=10"));
-    idp_client *x = must_open(redis_uri(&s, "?prefix=gX:&batch=10"));
+    idp_client *g = server_open(&s, "?prefix=g*:&batch=10", &with_log);
+    idp_client *x = server_open(&s, "?prefix=gX:&batch=10", &with_log);
     uint64_t last;
-    ck_assert_int_eq(idp_incr(must_counter(g, "a"), 3, &last, NULL), IDP_OK);
-    must_next(must_counter(g, "b"));
-    must_next(must_counter(x, "c"));
+    ck_assert_int_eq(idp_incr(tu_counter(g, "a"), 3, &last, NULL), IDP_OK);
+    tu_next(tu_counter(g, "b"));
+    tu_next(tu_counter(x, "c"));
     raw(&s, NULL, "SET g*:junk abc", out, sizeof out);
     log_clear();
 
-    seen got = {0};
+    tu_listed got = {0};
     idp_error err;
-    ck_assert_int_eq(idp_list(g, collect, &got, &err), IDP_OK);
+    ck_assert_int_eq(idp_list(g, tu_listed_cb, &got, &err), IDP_OK);
     ck_assert_int_eq(got.n, 2);
-    ck_assert_int_ge(find(&got, "a"), 0);
-    ck_assert_int_ge(find(&got, "b"), 0);
-    ck_assert_uint_eq(got.values[find(&got, "a")], 10);
-    ck_assert_uint_eq(got.values[find(&got, "b")], 10);
+    ck_assert_int_ge(tu_listed_find(&got, "a"), 0);
+    ck_assert_int_ge(tu_listed_find(&got, "b"), 0);
+    ck_assert_uint_eq(got.values[tu_listed_find(&got, "a")], 10);
+    ck_assert_uint_eq(got.values[tu_listed_find(&got, "b")], 10);
     ck_assert_msg(log_has("1:redis plugin: 'g*:junk'"), "%s", log_text);
 
     memset(&got, 0, sizeof got);
-    ck_assert_int_eq(idp_list(x, collect, &got, &err), IDP_OK);
+    ck_assert_int_eq(idp_list(x, tu_listed_cb, &got, &err), IDP_OK);
     ck_assert_int_eq(got.n, 1);
     ck_assert_str_eq(got.names[0], "c");
     idp_close(g);
@@ -943,7 +707,7 @@ START_TEST(test_get_missing_counter_gives_exists_0)
     server s;
     char out[64];
     start_redis(&s, NULL);
-    idp_client *c = must_open(redis_uri(&s, NULL));
+    idp_client *c = server_open(&s, NULL, &with_log);
     uint64_t v = 77;
     int exists = 1;
     idp_error err;
@@ -955,7 +719,7 @@ START_TEST(test_get_missing_counter_gives_exists_0)
     int rc = idp_get(c, "junk", &v, &exists, &err);
     ck_assert_int_eq(rc, IDP_ESTORE);
     ck_assert_msg(strstr(err.msg, "'junk'") != NULL, "%s", err.msg);
-    rc = idp_next(must_counter(c, "junk"), &v, &err);
+    rc = idp_next(tu_counter(c, "junk"), &v, &err);
     ck_assert_int_eq(rc, IDP_ESTORE);
     ck_assert_msg(strstr(err.msg, "'junk'") != NULL, "%s", err.msg);
     idp_close(c);
@@ -975,12 +739,12 @@ static void check_open_log(const char *extra, const char *head,
     char line[256];
     start_redis(&s, extra);
     log_clear();
-    idp_client *c = must_open(redis_uri(&s, NULL));
+    idp_client *c = server_open(&s, NULL, &with_log);
     snprintf(line, sizeof line, "%s127.0.0.1:%d%s", head, s.port, tail);
     ck_assert_msg(log_has(line), "no '%s' in the log:%s", line, log_text);
     ck_assert_msg(!log_has(unwanted), "'%s' in the log:%s", unwanted,
                   log_text);
-    ck_assert_uint_eq(must_next(must_counter(c, "w")), 1);
+    ck_assert_uint_eq(tu_next(tu_counter(c, "w")), 1);
     idp_close(c);
     server_stop(&s, 0);
 }
@@ -1009,50 +773,33 @@ START_TEST(test_disabled_config_is_logged_not_fatal)
 }
 END_TEST
 
-static Suite *redis_suite(void)
-{
-    Suite *s = suite_create("redis");
-    struct {
-        const char *name;
-        const TTest *tests[8];
-    } groups[] = {
-        {"ids", {test_first_ids_are_1_2_3,
-                 test_first_ids_are_1_2_3_without_batching,
-                 test_no_duplicate_across_4_processes_x_2_threads,
-                 test_store_counts_one_incrby_per_batch}},
-        {"failures", {test_killed_client_never_repeats_an_id,
-                      test_stopped_server_fails_within_timeout_and_recovers,
-                      test_hung_server_times_out_and_recovers,
-                      test_store_regression_is_refused,
-                      test_reconnect_reapplies_auth_and_select,
-                      test_reaching_2_63_is_an_error_never_a_wrap}},
-        {"uris", {test_closed_port_is_named, test_bad_db_number_is_named,
-                  test_non_numeric_db_path_is_refused,
-                  test_several_hosts_are_refused, test_password_is_checked,
-                  test_unix_socket_takes_db_parameter}},
-        {"operations", {test_raise_never_lowers,
-                        test_list_finds_counters_under_prefix,
-                        test_get_missing_counter_gives_exists_0}},
-        {"warnings", {test_persistence_off_is_warned,
-                      test_eviction_policy_is_warned,
-                      test_disabled_config_is_logged_not_fatal}},
-    };
-    for (size_t g = 0; g < sizeof groups / sizeof *groups; g++) {
-        TCase *tc = tcase_create(groups[g].name);
-        /* Check's default is 4 s; CI runs these under ASan too */
-        tcase_set_timeout(tc, 120);
-        for (size_t i = 0; i < 8 && groups[g].tests[i] != NULL; i++)
-            tcase_add_test(tc, groups[g].tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(redis_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    const TTest *ids[] = {
+        test_first_ids_are_1_2_3, test_first_ids_are_1_2_3_without_batching,
+        test_no_duplicate_across_4_processes_x_2_threads,
+        test_store_counts_one_incrby_per_batch, NULL};
+    const TTest *failures[] = {
+        test_killed_client_never_repeats_an_id,
+        test_stopped_server_fails_within_timeout_and_recovers,
+        test_hung_server_times_out_and_recovers,
+        test_store_regression_is_refused,
+        test_reconnect_reapplies_auth_and_select,
+        test_reaching_2_63_is_an_error_never_a_wrap, NULL};
+    const TTest *uris[] = {
+        test_closed_port_is_named, test_bad_db_number_is_named,
+        test_non_numeric_db_path_is_refused, test_several_hosts_are_refused,
+        test_password_is_checked, test_unix_socket_takes_db_parameter, NULL};
+    const TTest *operations[] = {
+        test_raise_never_lowers, test_list_finds_counters_under_prefix,
+        test_get_missing_counter_gives_exists_0, NULL};
+    const TTest *warnings[] = {
+        test_persistence_off_is_warned, test_eviction_policy_is_warned,
+        test_disabled_config_is_logged_not_fatal, NULL};
+    const tu_case cases[] = {
+        {.name = "ids", .tests = ids}, {.name = "failures", .tests = failures},
+        {.name = "uris", .tests = uris},
+        {.name = "operations", .tests = operations},
+        {.name = "warnings", .tests = warnings}, {.name = NULL}};
+    return tu_run(tu_suite("redis", 120, cases));
 }

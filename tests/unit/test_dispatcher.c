@@ -14,10 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "idprime/idprime.h"
 #include "idprime/plugin.h"
+#include "testutil.h"
 
 #define PATH_LEN 4096
 
@@ -536,29 +536,6 @@ static idp_client *open_old(const char *name, const char *query)
     return c;
 }
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Waits until no fetch of the counter is queued or running. */
-static idp_counter_stats settle(idp_counter *k)
-{
-    idp_counter_stats s;
-    for (idp_counter_stats_get(k, &s); s.in_flight; idp_counter_stats_get(k, &s))
-        sleep_ms(5);
-    return s;
-}
-
-static uint64_t next_ok(idp_counter *k)
-{
-    idp_error err = {0, ""};
-    uint64_t id = 0;
-    ck_assert_msg(idp_next(k, &id, &err) == IDP_OK, "next: %s", err.msg);
-    return id;
-}
-
 START_TEST(test_old_table_engine_calls_incr_once_per_op)
 {
     const char *name = good_old[_i];
@@ -575,17 +552,17 @@ START_TEST(test_old_table_engine_calls_incr_once_per_op)
     }
     for (uint64_t v = 1; v <= 2; v++)
         for (int i = 0; i < 3; i++)
-            ck_assert_uint_eq(next_ok(k[i]), v);
+            ck_assert_uint_eq(tu_next(k[i]), v);
     for (int i = 0; i < 3; i++) {
-        idp_counter_stats s = settle(k[i]);
+        idp_counter_stats s = tu_settle(k[i]);
         ck_assert_uint_eq(s.prime_calls, 2);
         ck_assert_uint_eq(s.prefetch_async, 1);
     }
     for (uint64_t v = 3; v <= 12; v++)
         for (int i = 0; i < 3; i++)
-            ck_assert_uint_eq(next_ok(k[i]), v);
+            ck_assert_uint_eq(tu_next(k[i]), v);
     for (int i = 0; i < 3; i++) {
-        idp_counter_stats s = settle(k[i]);
+        idp_counter_stats s = tu_settle(k[i]);
         ck_assert_uint_eq(s.ids_served, 12);
         ck_assert_uint_ge(s.prime_calls, 3);
         ck_assert_uint_eq(s.errors, 0);
@@ -637,8 +614,8 @@ START_TEST(test_old_table_optional_calls_are_unsupported)
     ck_assert_int_eq(exists, 0);
     idp_counter *k = idp_counter_get(c, "inode", &err);
     ck_assert_ptr_nonnull(k);
-    ck_assert_uint_eq(next_ok(k), 1);
-    ck_assert_uint_eq(next_ok(k), 2);
+    ck_assert_uint_eq(tu_next(k), 1);
+    ck_assert_uint_eq(tu_next(k), 2);
     ck_assert_msg(count_logged("trap:") == 0, "logged:%s", all_logs());
     idp_close(c);
 }
@@ -646,40 +623,36 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("dispatcher");
-    TCase *tc = tcase_create("dispatcher");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_file_without_entry_symbol_is_refused);
-    tcase_add_test(tc, test_abi_version_0_is_refused);
-    tcase_add_test(tc, test_abi_version_newer_than_host_is_refused);
-    tcase_add_test(tc, test_table_too_small_is_refused);
-    tcase_add_test(tc, test_missing_required_method_is_refused);
-    tcase_add_test(tc, test_name_not_matching_file_is_refused);
-    tcase_add_test(tc, test_int_parameter_min_above_max_is_refused);
-    tcase_add_test(tc, test_parameter_named_like_engine_key_is_refused);
-    tcase_add_test(tc, test_non_elf_file_is_refused_with_dlerror_text);
-    tcase_add_test(tc, test_directory_is_refused_as_not_regular);
-    tcase_add_test(tc, test_second_claim_of_a_scheme_is_refused_naming_the_first);
-    tcase_add_test(tc, test_plugin_earlier_on_the_path_claims_the_scheme_first);
-    tcase_add_test(tc, test_same_file_name_earlier_on_the_path_shadows_the_later);
-    tcase_add_test(tc, test_plugins_lists_mem_with_its_path_and_abi);
-    tcase_add_test(tc, test_plugins_omits_every_refused_file);
-    tcase_add_test(tc, test_unknown_scheme_error_lists_the_known_schemes);
-    tcase_add_loop_test(tc, test_old_table_engine_calls_incr_once_per_op, 0,
-                        (int)(sizeof good_old / sizeof *good_old));
-    tcase_add_loop_test(tc, test_old_table_optional_calls_are_unsupported, 0,
-                        (int)(sizeof good_old / sizeof *good_old));
-    suite_add_tcase(s, tc);
-
-    TCase *env = tcase_create("env");
-    tcase_set_timeout(env, 60);
-    tcase_add_checked_fixture(env, env_save, env_restore);
-    tcase_add_test(env, test_env_plugin_path_is_searched);
-    tcase_add_test(env, test_log_beyond_the_callers_options_size_is_never_called);
-    suite_add_tcase(s, env);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    const TTest *tests[] = {
+        test_file_without_entry_symbol_is_refused,
+        test_abi_version_0_is_refused,
+        test_abi_version_newer_than_host_is_refused,
+        test_table_too_small_is_refused,
+        test_missing_required_method_is_refused,
+        test_name_not_matching_file_is_refused,
+        test_int_parameter_min_above_max_is_refused,
+        test_parameter_named_like_engine_key_is_refused,
+        test_non_elf_file_is_refused_with_dlerror_text,
+        test_directory_is_refused_as_not_regular,
+        test_second_claim_of_a_scheme_is_refused_naming_the_first,
+        test_plugin_earlier_on_the_path_claims_the_scheme_first,
+        test_same_file_name_earlier_on_the_path_shadows_the_later,
+        test_plugins_lists_mem_with_its_path_and_abi,
+        test_plugins_omits_every_refused_file,
+        test_unknown_scheme_error_lists_the_known_schemes, NULL};
+    const TTest *loops[] = {
+        test_old_table_engine_calls_incr_once_per_op,
+        test_old_table_optional_calls_are_unsupported, NULL};
+    const TTest *env_tests[] = {
+        test_env_plugin_path_is_searched,
+        test_log_beyond_the_callers_options_size_is_never_called, NULL};
+    const tu_case cases[] = {
+        {.name = "dispatcher", .tests = tests, .loops = loops,
+         .rows = TU_ROWS(good_old)},
+        /* the tests that change IDPRIME_PLUGIN_PATH, put back by the
+         * fixture */
+        {.name = "env", .tests = env_tests, .setup = env_save,
+         .teardown = env_restore},
+        {.name = NULL}};
+    return tu_run(tu_suite("dispatcher", 60, cases));
 }

@@ -4,6 +4,8 @@
 #include <check.h>
 #include <string.h>
 
+#include "testutil.h"
+
 #include "options.h"
 
 static const idp_param_spec plugin_specs[] = {
@@ -139,20 +141,14 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("options");
-    TCase *tc = tcase_create("options");
-    tcase_add_checked_fixture(tc, NULL, teardown);
-    tcase_add_test(tc, test_defaults_follow_the_design);
-    tcase_add_test(tc, test_seed_parameters_set_each_counter);
-    tcase_add_test(tc, test_uri_overrides_config_params);
-    tcase_add_loop_test(tc, test_bad_value_names_key_and_range, 0,
-                        (int)(sizeof bad / sizeof bad[0]));
-    tcase_add_test(tc, test_plugin_spec_tables_are_checked);
-    tcase_add_test(tc, test_counter_names);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    const TTest *tests[] = {
+        test_defaults_follow_the_design, test_seed_parameters_set_each_counter,
+        test_uri_overrides_config_params, test_plugin_spec_tables_are_checked,
+        test_counter_names, NULL};
+    const TTest *loops[] = {test_bad_value_names_key_and_range, NULL};
+    const tu_case cases[] = {
+        {.name = "options", .tests = tests, .loops = loops,
+         .rows = TU_ROWS(bad), .teardown = teardown},
+        {.name = NULL}};
+    return tu_run(tu_suite("options", 0, cases));
 }

@@ -3,6 +3,8 @@
 #include <check.h>
 #include <string.h>
 
+#include "testutil.h"
+
 #include "uri.h"
 
 static uri_parsed u;
@@ -120,20 +122,14 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("uri");
-    TCase *tc = tcase_create("parse");
-    tcase_add_checked_fixture(tc, NULL, teardown);
-    tcase_add_test(tc, test_full_uri_parts);
-    tcase_add_test(tc, test_sqlite_paths);
-    tcase_add_test(tc, test_ipv6_and_password_only);
-    tcase_add_test(tc, test_empty_authority_and_trailing_amp);
-    tcase_add_loop_test(tc, test_malformed_uri_names_the_part, 0,
-                        (int)(sizeof bad / sizeof bad[0]));
-    tcase_add_test(tc, test_password_never_in_messages);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    const TTest *tests[] = {
+        test_full_uri_parts, test_sqlite_paths, test_ipv6_and_password_only,
+        test_empty_authority_and_trailing_amp, test_password_never_in_messages,
+        NULL};
+    const TTest *loops[] = {test_malformed_uri_names_the_part, NULL};
+    const tu_case cases[] = {
+        {.name = "parse", .tests = tests, .loops = loops,
+         .rows = TU_ROWS(bad), .teardown = teardown},
+        {.name = NULL}};
+    return tu_run(tu_suite("uri", 0, cases));
 }
