@@ -14,6 +14,7 @@ enum { EXIT_WORK = 1, EXIT_USAGE = 2 };
 /* Options every command takes. */
 typedef struct cli_common {
     const char *metrics;   /* --metrics FILE, "-" for stdout */
+    const char *config;    /* --config FILE.lua */
     int verbose;           /* -v: info messages too */
 } cli_common;
 
@@ -23,6 +24,7 @@ int cmd_next(int argc, char **argv);
 int cmd_incr(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* Prints "idprime CMD: message" on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...)
@@ -39,10 +41,18 @@ const char *cli_default_uri(void);
 /* 1 when `arg` looks like a store URI (has "://"). */
 int cli_is_uri(const char *arg);
 
-/* Opens a client with the CLI's logging; prints the error and returns NULL
- * on failure, with *exit_code set (2 for a bad URI or parameter). */
+/* Opens a client with the CLI's logging and --config; `uri` NULL means the
+ * config's, else the default store. Prints the error and returns NULL on
+ * failure, with *exit_code set (2 for a bad URI, parameter or config). */
 idp_client *cli_open(const char *cmd, const char *uri, const cli_common *co,
                      int *exit_code);
+
+/* Applies --config FILE.lua (loaded once, kept until exit) to `opt`: its
+ * settings and policy. *uri is kept when the command line named a store
+ * (whose parameters then override the file's), else set to the file's uri
+ * (NULL when it has none). Returns 0, or -1 with `err` filled. */
+int cli_config(const cli_common *co, idp_options *opt, const char **uri,
+               char *err, size_t errlen);
 
 /* Writes the metrics if --metrics was given; returns 0 or EXIT_WORK. */
 int cli_write_metrics(const char *cmd, idp_client *c, const cli_common *co);
@@ -50,6 +60,7 @@ int cli_write_metrics(const char *cmd, idp_client *c, const cli_common *co);
 /* The long options every command accepts, for getopt_long tables. */
 #define CLI_COMMON_LONGOPTS                                 \
     {"metrics", required_argument, NULL, 'M'},              \
+    {"config", required_argument, NULL, 'C'},               \
     {"verbose", no_argument, NULL, 'v'},                    \
     {"help", no_argument, NULL, 'h'}
 #define CLI_COMMON_SHORTOPTS "vh"

@@ -31,8 +31,6 @@ static int parse(int argc, char **argv, const char *text, const char *shorts,
     *uri = NULL;
     if (optind < argc && cli_is_uri(argv[optind]))
         *uri = argv[optind++];
-    if (*uri == NULL)
-        *uri = cli_default_uri();
     return 0;
 }
 

@@ -18,13 +18,18 @@ static const char usage[] =
     "  next  [URI] COUNTER [-n N]    N IDs, one a line\n"
     "  incr  [URI] COUNTER DELTA     INCRBY through the engine; prints v\n"
     "  get   [URI] COUNTER           the store's value, allocates nothing\n"
+    "  run   SCRIPT.lua [ARGS...]    an experiment script (Lua, with the\n"
+    "                                idprime module preloaded)\n"
     "  migrate FROM_URI TO_URI [COUNTER...]\n"
     "                                raise each counter in TO to at least its\n"
     "                                value in FROM (never lower it)\n"
     "\n"
-    "Common options: --metrics FILE (Prometheus text at exit, - for stdout),\n"
-    "-v/--verbose, --help (for each command), --version.\n"
-    "Without a URI the store is $IDPRIME_URI, else the SQLite file\n"
+    "Common options: --config FILE.lua (a config script: uri, settings,\n"
+    "batch policy; a URI given beside it wins), --metrics FILE (Prometheus\n"
+    "text at exit, - for stdout), -v/--verbose, --help (for each command),\n"
+    "--version.\n"
+    "Without a URI the store is the config's, else $IDPRIME_URI, else the\n"
+    "SQLite file\n"
     "$XDG_DATA_HOME/idprime/idprime.db (~/.local/share/idprime/idprime.db).\n"
     "Run 'idprime COMMAND --help' for the URI parameters.\n";
 
@@ -90,9 +95,20 @@ idp_client *cli_open(const char *cmd, const char *uri, const cli_common *co,
 {
     idp_options opt = {.size = sizeof opt, .log = cli_log, .log_ud = (void *)co};
     idp_error err;
+    if (co->config != NULL &&
+        cli_config(co, &opt, &uri, err.msg, sizeof err.msg) != 0) {
+        cli_error(cmd, "%s", err.msg);
+        *exit_code = EXIT_USAGE;
+        return NULL;
+    }
+    if (uri == NULL)
+        uri = cli_default_uri();
     idp_client *c = idp_open(uri, &opt, &err);
     if (c == NULL) {
-        cli_error(cmd, "%s", err.msg);
+        if (co->config != NULL)
+            cli_error(cmd, "%s (with --config %s)", err.msg, co->config);
+        else
+            cli_error(cmd, "%s", err.msg);
         *exit_code = err.code == IDP_EINVAL ? EXIT_USAGE : EXIT_WORK;
     }
     return c;
@@ -134,6 +150,9 @@ int cli_common_opt(int opt, cli_common *co, const char *text)
     case 'M':
         co->metrics = optarg;
         return 1;
+    case 'C':
+        co->config = optarg;
+        return 1;
     case 'v':
         co->verbose = 1;
         return 1;
@@ -170,6 +189,7 @@ static const struct {
     {"incr", cmd_incr},
     {"get", cmd_get},
     {"migrate", cmd_migrate},
+    {"run", cmd_run},
 };
 
 int main(int argc, char **argv)
