@@ -1,92 +1,288 @@
 /*
- * hotpath.c - next() on a warm pool against a bare shared atomic fetch-add,
- * measured in the same run with the same threads. Until `idprime bench
- * --workload hotpath` exists, this is how the hot path is measured:
- *
- *   build/bench/idprime-hotpath [THREADS] [IDS_PER_THREAD]
+ * hotpath.c - `idprime bench --workload hotpath`: next() on a warm pool
+ * against a bare atomic fetch-add, and the engine's cost per round trip
+ * against the raw client library.
  */
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
-#include "idprime/idprime.h"
+#include "hotpath.h"
 
-static _Atomic uint64_t shared_counter;
-static idp_counter *ctr;
-static uint64_t per_thread;
-static _Atomic int failed;
+/* The bare atomic the pool is measured against, alone on its cache line. */
+static struct {
+    _Alignas(64) _Atomic uint64_t v;
+    char pad[64 - sizeof(uint64_t)];
+} shared_counter;
 
-static double now_s(void)
+#define TIMED_PASS_MAX 1000000u   /* timed next() calls per thread */
+
+/* Releases the workers of a round together (or cancels them). */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open, cancel;
+} gate;
+
+/* Waits for the gate; returns 1 when the round was cancelled. */
+static int gate_wait(gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    while (!g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    int cancel = g->cancel;
+    pthread_mutex_unlock(&g->mu);
+    return cancel;
+}
+
+static void gate_open(gate *g, int cancel)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = 1;
+    g->cancel = cancel;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+typedef struct hp_worker {
+    idp_counter *ctr;
+    uint64_t n;
+    gate *go;
+    histogram *hist;              /* the timed pass only */
+    uint64_t sink;                /* keeps the loops from being optimised out */
+    int rc;
+    idp_error err;
+} hp_worker;
+
+static uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void *run_atomic(void *arg)
+static void *loop_atomic(void *arg)
 {
+    hp_worker *w = arg;
     uint64_t sink = 0;
-    for (uint64_t i = 0; i < per_thread; i++)
-        sink += atomic_fetch_add_explicit(&shared_counter, 1, memory_order_relaxed);
-    *(uint64_t *)arg = sink;
+    if (gate_wait(w->go))
+        return NULL;
+    for (uint64_t i = 0; i < w->n; i++)
+        sink += atomic_fetch_add_explicit(&shared_counter.v, 1,
+                                          memory_order_relaxed);
+    w->sink = sink;
     return NULL;
 }
 
-static void *run_next(void *arg)
+static void *loop_next(void *arg)
 {
+    hp_worker *w = arg;
     uint64_t sink = 0, id;
-    for (uint64_t i = 0; i < per_thread; i++) {
-        if (idp_next(ctr, &id, NULL) != IDP_OK) {
-            failed = 1;
+    if (gate_wait(w->go))
+        return NULL;
+    for (uint64_t i = 0; i < w->n; i++) {
+        if (idp_next(w->ctr, &id, &w->err) != IDP_OK) {
+            w->rc = w->err.code;
             break;
         }
         sink += id;
     }
-    *(uint64_t *)arg = sink;
+    w->sink = sink;
     return NULL;
 }
 
-static double timed(void *(*fn)(void *), int threads)
+static void *loop_timed(void *arg)
 {
-    pthread_t t[64];
-    uint64_t sink[64];
-    double t0 = now_s();
-    for (int i = 0; i < threads; i++)
-        pthread_create(&t[i], NULL, fn, &sink[i]);
-    for (int i = 0; i < threads; i++)
-        pthread_join(t[i], NULL);
-    return (double)per_thread * threads / (now_s() - t0);
+    hp_worker *w = arg;
+    uint64_t id;
+    if (gate_wait(w->go))
+        return NULL;
+    for (uint64_t i = 0; i < w->n; i++) {
+        uint64_t t0 = now_ns();
+        if (idp_next(w->ctr, &id, &w->err) != IDP_OK) {
+            w->rc = w->err.code;
+            break;
+        }
+        hist_add(w->hist, now_ns() - t0);
+    }
+    return NULL;
 }
 
-int main(int argc, char **argv)
+/*
+ * Runs fn on `threads` workers released together; returns the seconds from
+ * the release to the last join, or -1 with msg filled on a failure.
+ */
+static double timed_round(void *(*fn)(void *), hp_worker *w, unsigned threads,
+                          char *msg, size_t len)
 {
-    int threads = argc > 1 ? atoi(argv[1]) : 1;
-    per_thread = argc > 2 ? strtoull(argv[2], NULL, 10) : 20000000;
-    if (threads < 1 || threads > 64 || per_thread == 0) {
-        fprintf(stderr, "usage: idprime-hotpath [THREADS 1..64] [IDS_PER_THREAD]\n");
-        return 2;
+    pthread_t th[BENCH_MAX_THREADS];
+    gate go = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    unsigned started = 0;
+    for (unsigned i = 0; i < threads; i++) {
+        w[i].go = &go;
+        w[i].rc = IDP_OK;
+        if (pthread_create(&th[i], NULL, fn, &w[i]) != 0)
+            break;
+        started++;
     }
-    idp_error err;
-    /* one batch holds every ID: the pool stays warm throughout */
-    char uri[128];
-    snprintf(uri, sizeof uri, "mem://hot?batch=%d&low_watermark=0", 1 << 30);
-    idp_client *c = idp_open(uri, NULL, &err);
-    if (c == NULL || (ctr = idp_counter_get(c, "hot", &err)) == NULL) {
-        fprintf(stderr, "idprime-hotpath: %s\n", err.msg);
-        return 1;
+    gate_open(&go, started < threads);
+    double t0 = bench_now();
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    double dt = bench_now() - t0;
+    pthread_cond_destroy(&go.cv);
+    pthread_mutex_destroy(&go.mu);
+    if (started < threads) {
+        snprintf(msg, len, "cannot start %u worker threads", threads);
+        return -1;
     }
+    for (unsigned i = 0; i < threads; i++) {
+        if (w[i].rc != IDP_OK) {
+            snprintf(msg, len, "%s", w[i].err.msg);
+            return -1;
+        }
+    }
+    return dt;
+}
+
+int hotpath_pool(const bench_config *cfg, idp_counter *ctr, monitor *m,
+                 hp_pool *out, char *msg, size_t len)
+{
+    memset(out, 0, sizeof *out);
+    unsigned nt = cfg->threads;
+    uint64_t n = cfg->count != 0 ? cfg->count : bench_default_count(BENCH_HOTPATH);
+    hp_worker w[BENCH_MAX_THREADS];
+    memset(w, 0, sizeof w);
+    out->ids = n * nt;
     uint64_t id;
-    idp_next(ctr, &id, NULL); /* warm */
-    double best_a = 0, best_n = 0;
-    for (int round = 0; round < 5; round++) { /* interleaved, best of 5 */
-        double a = timed(run_atomic, threads), n = timed(run_next, threads);
-        best_a = a > best_a ? a : best_a;
-        best_n = n > best_n ? n : best_n;
+    idp_error err;
+    if (idp_next(ctr, &id, &err) != IDP_OK) { /* warm the pool */
+        snprintf(msg, len, "%s", err.msg);
+        return BENCH_EWORK;
     }
-    printf("threads=%d atomic_ids_per_s=%.0f next_ids_per_s=%.0f "
-           "next/atomic=%.2f\n", threads, best_a, best_n, best_n / best_a);
-    idp_close(c);
-    return failed ? 1 : 0;
+    for (int round = 0; round < HOTPATH_ROUNDS; round++) {
+        if (atomic_load(&m->stop))
+            break;
+        for (unsigned i = 0; i < nt; i++)
+            w[i] = (hp_worker){.ctr = ctr, .n = n};
+        double ta = timed_round(loop_atomic, w, nt, msg, len);
+        if (ta < 0)
+            return BENCH_EWORK;
+        for (unsigned i = 0; i < nt; i++)
+            w[i] = (hp_worker){.ctr = ctr, .n = n};
+        double tn = timed_round(loop_next, w, nt, msg, len);
+        if (tn < 0)
+            return BENCH_EWORK;
+        out->calls += n * nt;
+        double ra = (double)(n * nt) / ta, rn = (double)(n * nt) / tn;
+        if (ra > out->atomic_ids_per_s)
+            out->atomic_ids_per_s = ra;
+        if (rn > out->next_ids_per_s) {
+            out->next_ids_per_s = rn;
+            out->wall_s = tn;
+        }
+        atomic_fetch_add(&m->done, 1);
+    }
+    /* The latencies, apart: timing every call would slow the rounds. */
+    if ((out->hist = calloc(1, sizeof *out->hist)) == NULL) {
+        snprintf(msg, len, "out of memory");
+        return BENCH_EWORK;
+    }
+    histogram *h = calloc(nt, sizeof *h);
+    if (h == NULL) {
+        snprintf(msg, len, "out of memory");
+        return BENCH_EWORK;
+    }
+    for (unsigned i = 0; i < nt; i++)
+        w[i] = (hp_worker){.ctr = ctr, .hist = &h[i],
+                           .n = n < TIMED_PASS_MAX ? n : TIMED_PASS_MAX};
+    double tt = timed_round(loop_timed, w, nt, msg, len);
+    for (unsigned i = 0; i < nt; i++)
+        hist_merge(out->hist, &h[i]);
+    free(h);
+    if (tt < 0)
+        return BENCH_EWORK;
+    out->calls += out->hist->count;
+    atomic_fetch_add(&m->done, 1);
+    return BENCH_OK;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* `per` engine round trips; returns ns per round trip, or -1. */
+static double engine_block(idp_counter *ctr, uint64_t per, char *msg,
+                           size_t len)
+{
+    uint64_t id;
+    idp_error err;
+    double t0 = bench_now();
+    for (uint64_t i = 0; i < per; i++) {
+        if (idp_next(ctr, &id, &err) != IDP_OK) {
+            snprintf(msg, len, "%s", err.msg);
+            return -1;
+        }
+    }
+    return (bench_now() - t0) * 1e9 / (double)per;
+}
+
+/* `per` raw round trips; returns ns per round trip, or -1. */
+static double raw_block(raw_client *raw, const char *key, uint64_t per,
+                        char *msg, size_t len)
+{
+    uint64_t v;
+    double t0 = bench_now();
+    for (uint64_t i = 0; i < per; i++)
+        if (raw_incr(raw, key, &v, msg, len) != 0)
+            return -1;
+    return (bench_now() - t0) * 1e9 / (double)per;
+}
+
+int hotpath_roundtrip(idp_counter *ctr, raw_client *raw, const char *raw_key,
+                      uint64_t n, monitor *m, hp_roundtrip *out, char *msg,
+                      size_t len)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t per = n / HOTPATH_RT_ROUNDS > 0 ? n / HOTPATH_RT_ROUNDS : 1;
+    double eng[HOTPATH_RT_ROUNDS], rawt[HOTPATH_RT_ROUNDS],
+        ratio[HOTPATH_RT_ROUNDS];
+    if (raw_prepare(raw, raw_key, msg, len) != 0)
+        return BENCH_EWORK;
+    /* one of each first: connections made, keys created */
+    if (engine_block(ctr, 1, msg, len) < 0 || raw_block(raw, raw_key, 1, msg, len) < 0)
+        return BENCH_EWORK;
+    int rounds = 0;
+    for (; rounds < HOTPATH_RT_ROUNDS && !atomic_load(&m->stop); rounds++) {
+        double e, r;
+        if (rounds % 2 == 0) {
+            e = engine_block(ctr, per, msg, len);
+            r = e < 0 ? -1 : raw_block(raw, raw_key, per, msg, len);
+        } else {
+            r = raw_block(raw, raw_key, per, msg, len);
+            e = r < 0 ? -1 : engine_block(ctr, per, msg, len);
+        }
+        if (e < 0 || r < 0)
+            return BENCH_EWORK;
+        eng[rounds] = e;
+        rawt[rounds] = r;
+        ratio[rounds] = e / r;
+        atomic_fetch_add(&m->done, 1);
+    }
+    if (rounds == 0) {
+        snprintf(msg, len, "stopped at the time limit before a round");
+        return BENCH_EWORK;
+    }
+    qsort(eng, (size_t)rounds, sizeof *eng, cmp_double);
+    qsort(rawt, (size_t)rounds, sizeof *rawt, cmp_double);
+    qsort(ratio, (size_t)rounds, sizeof *ratio, cmp_double);
+    out->n = per * (uint64_t)rounds;
+    out->engine_ns = eng[rounds / 2];
+    out->raw_ns = rawt[rounds / 2];
+    out->ratio = ratio[rounds / 2];
+    return BENCH_OK;
 }

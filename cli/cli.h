@@ -25,6 +25,7 @@ int cmd_incr(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Prints "idprime CMD: message" on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...)

@@ -18,6 +18,8 @@ static const char usage[] =
     "  next  [URI] COUNTER [-n N]    N IDs, one a line\n"
     "  incr  [URI] COUNTER DELTA     INCRBY through the engine; prints v\n"
     "  get   [URI] COUNTER           the store's value, allocates nothing\n"
+    "  bench [options] [URI...]      the comparative benchmark (workloads,\n"
+    "                                round trips, baselines, plots)\n"
     "  run   SCRIPT.lua [ARGS...]    an experiment script (Lua, with the\n"
     "                                idprime module preloaded)\n"
     "  migrate FROM_URI TO_URI [COUNTER...]\n"
@@ -190,6 +192,7 @@ static const struct {
     {"get", cmd_get},
     {"migrate", cmd_migrate},
     {"run", cmd_run},
+    {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv)

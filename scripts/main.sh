@@ -13,6 +13,5 @@ echo "== 5 inode IDs from the default store ($($idprime --version))"
 $idprime next inode -n 5 --metrics build/main-metrics.prom
 echo "== inode value in the store"
 $idprime get inode
-echo "== hot path: next() on a warm pool vs a bare atomic fetch-add"
-build/bench/idprime-hotpath 1
-build/bench/idprime-hotpath 2 10000000
+echo "== the bench: 1,000 files at a 30 ms round trip (SQLite, Redis, Memcached), and the hot path"
+scripts/bench.sh

@@ -54,6 +54,7 @@ typedef struct sq_store {
     sqlite3_stmt *list;
     sqlite3_stmt *count;     /* idprime_stats.increments */
     int waitfd;              /* <file>-idprime, or -1: no waiter flags */
+    unsigned delay_ms;       /* simulated round trip (delay_ms=) */
     int in_begin;            /* the busy handler is waiting for BEGIN */
     int announced;           /* this handle's waiter flag is up */
     uint64_t busy_since;     /* monotonic ns of the current lock wait */
@@ -67,6 +68,10 @@ static const idp_param_spec sq_params[] = {
      .choices = "FULL|NORMAL",
      .help = "PRAGMA synchronous: FULL syncs the WAL at every commit; NORMAL "
              "may lose the last commits on power loss (IDs could repeat)"},
+    {.key = "delay_ms", .type = IDP_PARAM_INT, .def = "0", .min = 0,
+     .max = 600000,
+     .help = "simulated round trip added to every store call (for the bench: "
+             "an embedded store compared with network ones)"},
     {.key = NULL},
 };
 
@@ -143,6 +148,14 @@ static int sq_error(sq_store *s, int rc, const char *what, idp_error *err)
 }
 
 /* Steps a statement that returns no row, then resets it. */
+/* The simulated round trip of delay_ms, before each store call. */
+static void sq_delay(const sq_store *s)
+{
+    struct timespec ts = {s->delay_ms / 1000, (long)(s->delay_ms % 1000) * 1000000L};
+    while (s->delay_ms > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 static int sq_run(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
@@ -385,6 +398,7 @@ static int sq_incr(void *store, const char *key, uint64_t n, uint64_t *value,
                    idp_error *err)
 {
     sq_store *s = store;
+    sq_delay(s);
     uint64_t v = 0;
     int code = sq_begin(s, err);
     if (code != IDP_OK)
@@ -406,6 +420,7 @@ static int sq_incr_many(void *store, idp_incr_op *ops, size_t nops,
                         idp_error *err)
 {
     sq_store *s = store;
+    sq_delay(s);
     int code = sq_begin(s, err);
     if (code != IDP_OK)
         return code;
@@ -435,6 +450,7 @@ static int sq_raise_to(void *store, const char *key, uint64_t value,
                        uint64_t *result, idp_error *err)
 {
     sq_store *s = store;
+    sq_delay(s);
     if (value > IDP_MAX_VALUE)
         return idp_plugin_error(err, IDP_ERANGE, "cannot raise '%s' to %llu: "
                                 "values stay below 2^63", key,
@@ -469,6 +485,7 @@ static int sq_get(void *store, const char *key, uint64_t *value, int *exists,
                   idp_error *err)
 {
     sq_store *s = store;
+    sq_delay(s);
     uint64_t v = 0;
     int found = 0, code = IDP_OK;
     sqlite3_bind_text(s->get, 1, key, -1, SQLITE_STATIC);
@@ -738,6 +755,7 @@ static int sq_open(const idp_host *host, void **store, idp_error *err)
         return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
     s->host = host;
     s->waitfd = -1;
+    s->delay_ms = (unsigned)host->param_int(host, "delay_ms");
     int code = sq_file_path(host->uri, &s->path, err);
     if (code == IDP_OK)
         code = sq_check_dir(s->path, err);

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# test_bench_cli.sh - `idprime bench` as a user runs it: bad options are
+# refused with a message naming the option and exit code 2; the JSON is
+# valid, has DESIGN's names and agrees with the table and the CSV; the plot
+# is an SVG. Stores: mem:// (and the default SQLite file where the plugin is
+# built). No timings are asserted here: they belong to the bench itself.
+#
+# usage: test_bench_cli.sh PATH/TO/idprime
+# environment: IDPRIME_PLUGIN_PATH, the folder holding idprime-mem.so.
+set -u
+
+CLI=${1:?usage: test_bench_cli.sh PATH/TO/idprime}
+: "${IDPRIME_PLUGIN_PATH:?set IDPRIME_PLUGIN_PATH to the plugin folder}"
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../cli/check.sh
+. "$HERE/../cli/check.sh"
+CHECK="python3 $HERE/check_report.py"
+
+unset IDPRIME_URI
+export XDG_DATA_HOME=$TMP/xdg HOME=$TMP/home
+SMALL=(--count 300 --param low_watermark=0 --no-progress)
+
+# ---- bad usage: exit 2, a message naming what was wrong ------------------
+
+# refused "WHAT" "TEXT THE MESSAGE MUST HOLD" ARGS...
+refused() {
+    local what=$1 text=$2
+    shift 2
+    begin "refused: $what"
+    run "$CLI" bench "$@"
+    want_rc 2
+    want_err_has "$text"
+    want_out_empty
+    end
+}
+
+refused "an unknown workload" "--workload 'nope': expected files, burst, steady or hotpath" \
+    --workload nope mem://
+refused "--threads 0" "--threads '0': expected a whole number in 1..64" --threads 0 mem://
+refused "--threads 65" "--threads '65': expected a whole number in 1..64" --threads 65 mem://
+refused "a count that is not a number" "--count '1k': expected a whole number" --count 1k mem://
+refused "--count 0" "--count '0'" -n 0 mem://
+refused "--rtt-ms out of range" "--rtt-ms '60001': expected a whole number in 0..60000" \
+    --rtt-ms 60001 mem://
+refused "--rate with files" "--rate applies to --workload steady only" --rate 10 mem://
+refused "--chunks with burst" "--chunks applies to --workload files only" \
+    --workload burst --chunks 2 mem://
+refused "--roundtrips with files" "--roundtrips applies to --workload hotpath only" \
+    --roundtrips 100 mem://
+refused "--count with steady" "--count applies to --workload files, burst and hotpath only" \
+    --workload steady --count 5 mem://
+refused "a steady rate below the threads" "--rate 2 is below --threads 4" \
+    --workload steady --rate 2 --threads 4 mem://
+refused "a plot that is not SVG" "--plot 'out.png': the plot is an SVG" --plot out.png mem://
+refused "--param without =" "--param 'batch': expected KEY=VALUE" --param batch mem://
+refused "--param with &" "one KEY=VALUE per --param" --param 'a=1&b=2' mem://
+refused "an unknown option" "unknown option '--frobnicate'" --frobnicate mem://
+refused "an option without its value" "option '--json' needs a value" mem:// --json
+refused "an argument that is not a URI" "unexpected argument 'inode' (expected a store URI" \
+    mem:// inode
+refused "an unknown URI parameter, before any run" "bogus" "mem://?bogus=1"
+refused "a --param out of range" "batch" --param batch=0 mem://
+refused "a round trip asked of a store not on 127.0.0.1" \
+    "the delay proxy forwards to 127.0.0.1 only" --rtt-ms 5 redis://10.255.255.1:6379
+
+begin "--help prints the options on stdout"
+run "$CLI" bench --help
+want_rc 0
+for o in --workload --count --chunks --rate --seconds --threads --rtt-ms \
+         --no-baseline --param --json --csv --plot; do
+    want_out_match "^  (-[a-z], )?$o"
+done
+end
+
+begin "an output file that cannot be written fails before any run (exit 1)"
+run "$CLI" bench "${SMALL[@]}" --json "$TMP/no/such/dir/o.json" mem://
+want_rc 1
+want_err_has "--json: cannot write $TMP/no/such/dir/o.json"
+want_out_empty
+end
+
+# ---- the reports ----------------------------------------------------------
+
+begin "files on mem: JSON valid, DESIGN's names, agrees with the table and CSV; SVG plot"
+run "$CLI" bench "${SMALL[@]}" --json "$TMP/f.json" --csv "$TMP/f.csv" \
+    --plot "$TMP/f.svg" mem://
+want_rc 0
+printf '%s\n' "$out" >"$TMP/f.txt"
+check=$($CHECK "$TMP/f.json" "$TMP/f.txt" "$TMP/f.csv" "$TMP/f.svg" 2>&1) ||
+    why "reports disagree: $check"
+# 300 files at low_watermark=0: inode 2 fetches of 256, chunk 1 of 2048;
+# the baseline one round trip per ID; the store's count agrees.
+want_out_match '^mem +files +batched +256 +1 .* 600 .* 3 +3 +3 '
+want_out_match '^mem +files +baseline +1 +1 .* 600 .* 600 +600 +600 '
+want_out_match '^mem files: .* store round trips 600 -> 3 \(inode 2 \+ chunk 1\)$'
+end
+
+begin "JSON on stdout with --json -: the table goes to stderr"
+run "$CLI" bench "${SMALL[@]}" --no-baseline --json - mem://
+want_rc 0
+printf '%s\n' "$out" >"$TMP/s.json"
+printf '%s\n' "$err" >"$TMP/s.txt"
+check=$($CHECK "$TMP/s.json" "$TMP/s.txt" 2>&1) || why "reports disagree: $check"
+end
+
+for w in burst steady hotpath; do
+    case $w in
+    burst) args=(--count 20000 --threads 2) ;;
+    steady) args=(--rate 2000 --seconds 1 --threads 2) ;;
+    hotpath) args=(--count 20000 --threads 2) ;;
+    esac
+    begin "$w on mem: JSON valid and agrees with the table"
+    run "$CLI" bench --workload $w "${args[@]}" --no-progress \
+        --json "$TMP/$w.json" --csv "$TMP/$w.csv" --plot "$TMP/$w.svg" mem://
+    want_rc 0
+    printf '%s\n' "$out" >"$TMP/$w.txt"
+    check=$($CHECK "$TMP/$w.json" "$TMP/$w.txt" "$TMP/$w.csv" "$TMP/$w.svg" 2>&1) ||
+        why "reports disagree: $check"
+    end
+done
+
+begin "hotpath reports next() beside the atomic fetch-add"
+run "$CLI" bench --workload hotpath --count 20000 --no-progress --json - mem://
+want_rc 0
+want_out_match '"atomic_ids_per_s":[0-9]'
+want_err_has "next/atomic"
+end
+
+begin "--metrics writes the last batched run's Prometheus text"
+run "$CLI" bench "${SMALL[@]}" --metrics "$TMP/m.prom" mem://
+want_rc 0
+want_file_line "$TMP/m.prom" "meta_inode_prime_calls_total 2"
+end
+
+if "$CLI" plugins 2>/dev/null | grep -q '^sqlite '; then
+    begin "no URI: the embedded SQLite default store, counted by the store"
+    run "$CLI" bench "${SMALL[@]}" --json "$TMP/d.json"
+    want_rc 0
+    want_out_match '^# sqlite://'
+    want_out_match '^sqlite +files +batched +256 .* 3 +3 +3 '
+    printf '%s\n' "$out" >"$TMP/d.txt"
+    check=$($CHECK "$TMP/d.json" "$TMP/d.txt" 2>&1) || why "reports disagree: $check"
+    end
+fi
+
+summary
