@@ -159,8 +159,10 @@ int idp_raise(idp_client *c, const char *name, uint64_t value,
 
 /*
  * Calls `fn` once for every counter the store holds under the client's
- * prefix, with the name (prefix removed) and value. IDP_EUNSUPPORTED where
- * the store cannot enumerate its keys.
+ * prefix, with the name (prefix removed) and value; a non-zero return from
+ * `fn` stops the listing and is returned. `fn` runs while the client's
+ * store is busy: it must not call into the same client. IDP_EUNSUPPORTED
+ * where the store cannot enumerate its keys.
  */
 typedef int (*idp_list_fn)(void *ud, const char *name, uint64_t value);
 int idp_list(idp_client *c, idp_list_fn fn, void *ud, idp_error *err);
