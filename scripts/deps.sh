@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libhiredis-dev libmemcached-dev libsqlite3-dev liblua5.4-dev lua5.4
       check libsubunit-dev
-      redis-server memcached sqlite3 prometheus)
+      redis-server memcached sqlite3 prometheus python3)
 
 missing=()
 for p in "${pkgs[@]}"; do
