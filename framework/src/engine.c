@@ -526,7 +526,10 @@ int engine_counter_init(idp_counter *c, idp_client *cl, const counter_cfg *cfg)
 {
     c->client = cl;
     c->legacy = cl->cfg.metaprime == 0;
-    c->batch = (uint64_t)cfg->batch;
+    c->batch = c->floor = (uint64_t)cfg->batch;
+    c->max_batch = cfg->max_batch > cfg->batch ? (uint64_t)cfg->max_batch
+                                               : c->floor;
+    c->adaptive = cfg->adaptive != 0;
     c->low_watermark = (uint64_t)cfg->low_watermark;
     /* generation 0 is an empty segment: the first claim takes the slow path */
     pthread_mutex_init(&c->mu, NULL);

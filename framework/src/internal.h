@@ -55,7 +55,10 @@ struct idp_counter {
     uint64_t fetch_seq;       /* fetches finished, ok or not */
     uint64_t fail_seq;        /* fetch_seq of the last failed fetch */
     idp_error last_err;
-    uint64_t batch;
+    uint64_t batch;           /* the next fetch's batch */
+    uint64_t floor;           /* the configured batch */
+    uint64_t max_batch;       /* the adaptive ceiling (>= floor) */
+    int adaptive;
     uint64_t low_watermark;   /* percent */
     uint64_t high;            /* the highest value fetched from the store */
 

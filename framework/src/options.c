@@ -36,10 +36,21 @@ static const opt_row engine_rows[] = {
             offsetof(counter_cfg, low_watermark),
             "fetch the next batch in the background when this percent of "
             "the batch is left (0: only when the pool is empty)"),
+    INT_ROW("adaptive", "1", 0, 1, COUNTER, offsetof(counter_cfg, adaptive),
+            "1: the batch grows with the measured demand (batch is the "
+            "floor); 0: every batch is exactly batch"),
+    INT_ROW("max_batch", "65536", 1, IDP_MAX_BATCH, COUNTER,
+            offsetof(counter_cfg, max_batch),
+            "the largest batch adaptive sizing may choose (never below "
+            "batch)"),
     INT_ROW("timeout_ms", "2000", 1, 3600000, CLIENT,
             offsetof(engine_cfg, timeout_ms), "connect and command timeout"),
     {{"prefix", IDP_PARAM_STR, "", 0, 0, NULL,
       "prepended to every store key"}, CLIENT, offsetof(engine_cfg, prefix)},
+    {{"prime", IDP_PARAM_STR, "", 0, 0, NULL,
+      "counters fetched when the client opens, comma-separated "
+      "(e.g. inode,chunk), in one round trip where the store allows"},
+     CLIENT, offsetof(engine_cfg, prime)},
 };
 #define NROWS (sizeof engine_rows / sizeof engine_rows[0])
 
@@ -233,9 +244,10 @@ static void known_keys(char *buf, size_t len, const idp_param_spec *plugin,
     for (size_t i = 0; i < NROWS && n < len; i++)
         n += (size_t)snprintf(buf + n, len - n, "%s %s", i ? "," : "",
                               engine_rows[i].spec.key);
-    if (n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              ", NAME_batch, NAME_low_watermark");
+    for (size_t i = 0; i < NROWS && n < len; i++)
+        if (engine_rows[i].scope == COUNTER)
+            n += (size_t)snprintf(buf + n, len - n, ", NAME_%s",
+                                  engine_rows[i].spec.key);
     if (plugin != NULL && plugin->key != NULL && n < len) {
         n += (size_t)snprintf(buf + n, len - n, "; %s keys are", plugin_name);
         for (const idp_param_spec *s = plugin; s->key != NULL && n < len; s++)
@@ -270,16 +282,21 @@ static int apply(engine_cfg *cfg, const char *key, const char *value,
             return IDP_OK;
         }
     }
-    /* NAME_key for a per-counter key */
+    /* NAME_key for a per-counter key; the longest key wins, so that
+     * "inode_max_batch" is max_batch of inode, not batch of inode_max */
     size_t klen = strlen(key);
+    const opt_row *row = NULL;
     for (size_t i = 0; i < NROWS; i++) {
-        const opt_row *row = &engine_rows[i];
-        size_t slen = strlen(row->spec.key);
-        if (row->scope != COUNTER || klen < slen + 2 ||
-            key[klen - slen - 1] != '_' ||
-            strcmp(key + klen - slen, row->spec.key) != 0)
-            continue;
-        size_t nlen = klen - slen - 1;
+        const opt_row *r = &engine_rows[i];
+        size_t slen = strlen(r->spec.key);
+        if (r->scope == COUNTER && klen >= slen + 2 &&
+            key[klen - slen - 1] == '_' &&
+            strcmp(key + klen - slen, r->spec.key) == 0 &&
+            (row == NULL || slen > strlen(row->spec.key)))
+            row = r;
+    }
+    if (row != NULL) {
+        size_t nlen = klen - strlen(row->spec.key) - 1;
         if (!options_valid_name(key, nlen))
             return idp_seterr(err, IDP_EINVAL, "parameter '%s': '%.*s' is not "
                               "a valid counter name ([A-Za-z0-9_.:-], 1..%d "
@@ -292,7 +309,7 @@ static int apply(engine_cfg *cfg, const char *key, const char *value,
         o->set |= 1u << (row->off / sizeof(int64_t));
         return IDP_OK;
     }
-    char known[200];
+    char known[400];
     known_keys(known, sizeof known, plugin, plugin_name);
     return idp_seterr(err, IDP_EINVAL, "unknown parameter '%s' (%s)", key, known);
 }
@@ -311,6 +328,24 @@ static int apply_text(engine_cfg *cfg, const char *kv,
     memcpy(key, kv, (size_t)(eq - kv));
     key[eq - kv] = '\0';
     return apply(cfg, key, eq + 1, plugin, plugin_name, err);
+}
+
+/* prime=a,b,c: every name a valid counter name. */
+static int check_prime(const char *list, idp_error *err)
+{
+    for (const char *p = list; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        if (!options_valid_name(p, n))
+            return idp_seterr(err, IDP_EINVAL, "parameter 'prime': '%.*s' is "
+                              "not a valid counter name ([A-Za-z0-9_.:-], "
+                              "1..%d bytes, comma-separated)", (int)(n > 60 ? 60 : n), p,
+                              IDP_NAME_MAX);
+        p += n;
+        if (*p == ',' && *++p == '\0')
+            return idp_seterr(err, IDP_EINVAL, "parameter 'prime': a trailing "
+                              "comma (expected NAME[,NAME...])");
+    }
+    return IDP_OK;
 }
 
 int options_build(engine_cfg *cfg, const uri_parsed *u,
@@ -334,6 +369,8 @@ int options_build(engine_cfg *cfg, const uri_parsed *u,
     for (size_t i = 0; rc == IDP_OK && u != NULL && i < u->nparams; i++)
         rc = apply(cfg, u->params[i].key, u->params[i].value, plugin,
                    plugin_name, err);
+    if (rc == IDP_OK)
+        rc = check_prime(cfg->prime, err);
     if (rc != IDP_OK)
         options_free(cfg);
     return rc;
@@ -342,6 +379,7 @@ int options_build(engine_cfg *cfg, const uri_parsed *u,
 void options_free(engine_cfg *cfg)
 {
     free(cfg->prefix);
+    free(cfg->prime);
     for (size_t i = 0; i < cfg->ncounters; i++)
         free(cfg->counters[i].name);
     free(cfg->counters);

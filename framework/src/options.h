@@ -12,8 +12,10 @@
 
 /* Settings that may differ per counter ("batch", "inode_batch"). */
 typedef struct counter_cfg {
-    int64_t batch;
+    int64_t batch;            /* the fixed batch, or the adaptive floor */
     int64_t low_watermark;
+    int64_t adaptive;         /* 1: batches follow the measured demand */
+    int64_t max_batch;        /* the adaptive ceiling */
 } counter_cfg;
 
 typedef struct counter_override {
@@ -32,6 +34,7 @@ typedef struct engine_cfg {
     int64_t metaprime;
     int64_t timeout_ms;
     char *prefix;
+    char *prime;              /* counters fetched at open, comma-separated */
     counter_cfg defaults;
     counter_override *counters;
     size_t ncounters;

@@ -69,6 +69,26 @@ START_TEST(test_seed_parameters_set_each_counter)
 }
 END_TEST
 
+START_TEST(test_adaptive_keys_and_prime)
+{
+    ck_assert_int_eq(build("x://h", NULL), IDP_OK);
+    ck_assert_int_eq(options_counter(&cfg, "inode").adaptive, 1);
+    ck_assert_int_eq(options_counter(&cfg, "inode").max_batch, 65536);
+    ck_assert_str_eq(cfg.prime, "");
+    /* "inode_max_batch" is max_batch of inode, not batch of "inode_max" */
+    ck_assert_int_eq(build("x://h?adaptive=0&inode_max_batch=4096"
+                           "&chunk_adaptive=1&prime=inode,chunk", NULL), IDP_OK);
+    counter_cfg in = options_counter(&cfg, "inode");
+    ck_assert_int_eq(in.max_batch, 4096);
+    ck_assert_int_eq(in.batch, 256);
+    ck_assert_int_eq(in.adaptive, 0);
+    ck_assert_int_eq(options_counter(&cfg, "inode_max").batch, 256);
+    ck_assert_int_eq(options_counter(&cfg, "chunk").adaptive, 1);
+    ck_assert_int_eq(options_counter(&cfg, "chunk").max_batch, 65536);
+    ck_assert_str_eq(cfg.prime, "inode,chunk");
+}
+END_TEST
+
 START_TEST(test_uri_overrides_config_params)
 {
     const char *const extra[] = {"batch=11", "inode_batch=12", "db=3", NULL};
@@ -97,6 +117,13 @@ static const struct {
     {"x://h?bad%20name_batch=4", "is not a valid counter name"},
     {"x://h?db=16", "'db': 16 is out of range (allowed 0..15)"},
     {"x://h?synchronous=SOMETIMES", "expected one of NORMAL|FULL"},
+    {"x://h?adaptive=2", "'adaptive': 2 is out of range (allowed 0..1)"},
+    {"x://h?max_batch=0", "'max_batch': 0 is out of range (allowed 1..1073741824)"},
+    {"x://h?inode_max_batch=x", "'inode_max_batch': 'x' is not a whole number"},
+    {"x://h?prime=inode,,chunk", "'prime': '' is not a valid counter name"},
+    {"x://h?prime=inode,", "'prime': a trailing comma"},
+    {"x://h?prime=in%20ode", "'prime': 'in ode' is not a valid counter name"},
+    {"x://h?bogus=1", "NAME_max_batch"},
 };
 
 START_TEST(test_bad_value_names_key_and_range)
@@ -144,7 +171,7 @@ int main(void)
     const TTest *tests[] = {
         test_defaults_follow_the_design, test_seed_parameters_set_each_counter,
         test_uri_overrides_config_params, test_plugin_spec_tables_are_checked,
-        test_counter_names, NULL};
+        test_counter_names, test_adaptive_keys_and_prime, NULL};
     const TTest *loops[] = {test_bad_value_names_key_and_range, NULL};
     const tu_case cases[] = {
         {.name = "options", .tests = tests, .loops = loops,
