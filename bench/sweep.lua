@@ -1,4 +1,4 @@
--- sweep.lua - batch sizes x low watermarks across stores: for each store
+-- sweep.lua - fixed batch sizes x low watermarks across stores: for each store
 -- URI and each setting, N IDs taken as fast as one caller can, with the
 -- wall time, IDs/s, round trips, calls that waited and IDs left unused.
 -- Prints a table and writes the same rows as CSV.
@@ -78,10 +78,12 @@ local columns = {
 
 -- One run: a fresh client with these settings, n IDs through bench().
 local function run(uri, batch, watermark)
-  -- per-counter keys, so they apply to any name (inode has its own default)
+  -- per-counter keys, so they apply to any name (inode has its own default);
+  -- fixed batches (adaptive = 0): the sweep is over the batch itself
   local c <close>, err = idp.open(uri, {
     [opts.counter .. "_batch"] = batch,
     [opts.counter .. "_low_watermark"] = watermark,
+    [opts.counter .. "_adaptive"] = 0,
   })
   if not c then die(err) end
   local k = assert(c:counter(opts.counter))

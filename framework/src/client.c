@@ -14,6 +14,42 @@ static void put_err(idp_error *dst, const idp_error *src)
         *dst = *src;
 }
 
+/* prime=a,b: fetches those counters' first batches now, in one store call.
+ * With metaprime=0 there is no pool to fill: nothing to do. */
+static int prime(idp_client *c, idp_error *err)
+{
+    const char *list = c->cfg.prime;
+    if (list[0] == '\0' || c->cfg.metaprime == 0)
+        return IDP_OK;
+    size_t n = 1;
+    for (const char *p = list; *p != '\0'; p++)
+        n += *p == ',';
+    idp_counter **cs = calloc(n, sizeof *cs);
+    if (cs == NULL)
+        return idp_seterr(err, IDP_ENOMEM, "out of memory");
+    int rc = IDP_OK;
+    size_t k = 0;
+    for (const char *p = list; rc == IDP_OK && *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        char name[IDP_NAME_MAX + 1];
+        memcpy(name, p, len); /* options_build checked every name */
+        name[len] = '\0';
+        idp_counter *ctr = idp_counter_get(c, name, err);
+        if (ctr == NULL)
+            rc = err->code;
+        int seen = 0;
+        for (size_t i = 0; i < k; i++)
+            seen |= cs[i] == ctr;
+        if (ctr != NULL && !seen)
+            cs[k++] = ctr;
+        p += len + (p[len] == ',');
+    }
+    if (rc == IDP_OK)
+        rc = engine_prime(c, cs, k, err);
+    free(cs);
+    return rc;
+}
+
 API idp_client *idp_open(const char *uri, const idp_options *opt,
                          idp_error *err)
 {
@@ -63,6 +99,12 @@ API idp_client *idp_open(const char *uri, const idp_options *opt,
         options_free(&c->cfg);
         uri_free(&c->uri);
         free(c);
+        return NULL;
+    }
+    if ((rc = prime(c, &e)) != IDP_OK) {
+        idp_prefixerr(&e, "URI '%s': prime", uri_redact(uri, shown, sizeof shown));
+        put_err(err, &e);
+        idp_close(c);
         return NULL;
     }
     return c;
@@ -119,7 +161,10 @@ API idp_counter *idp_counter_get(idp_client *c, const char *name, idp_error *err
         if (strcmp(k->name, name) == 0)
             break;
     if (k == NULL) {
-        k = calloc(1, sizeof *k);
+        /* the leases are aligned to their own cache lines */
+        void *mem = NULL;
+        k = posix_memalign(&mem, _Alignof(idp_counter), sizeof *k) == 0
+                ? memset(mem, 0, sizeof *k) : NULL;
         char *copy = strdup(name);
         if (k == NULL || copy == NULL) {
             free(k);

@@ -14,7 +14,13 @@
  *   the segment of the claim's generation; claims are unique because they
  *   come from one fetch-add. Anything else (a claim across a segment's end,
  *   a ready batch too small for a large incr) becomes a gap, never a reuse.
+ *   A lease claim may take just the part inside the segment: the fetch-add
+ *   gives that part to one claimer only.
+ * - A lease belongs to one thread; the IDs a thread takes from its leases
+ *   and from the pool increase, because the pool only moves up and a lease
+ *   is used up (or given up) before the thread takes from the pool again.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -35,6 +41,8 @@ enum claim_result { CLAIM_OK, CLAIM_OK_TRIGGER, CLAIM_MISS };
 
 typedef struct claim {
     uint64_t first;     /* the first ID of a good claim */
+    uint64_t got;       /* IDs it holds: n, or fewer for a partial claim */
+    uint64_t len;       /* the length of the claim's segment */
     uint64_t straddled; /* on a miss: offsets claimed inside the segment */
     uint64_t lost;      /* on a miss: the claim's slot had been reused */
 } claim;
@@ -47,11 +55,13 @@ static double now_s(void)
 }
 
 /*
- * HOT: runs once per next()/incr() on a warm pool. One fetch-add and a
- * seqlock read of the segment; no lock, no allocation, no syscall.
+ * Claims n offsets of the pool with one fetch-add and a seqlock read of the
+ * segment; no lock, no allocation, no syscall. A lease refill or a thread
+ * without a lease comes here. With `partial`, a claim across the segment's
+ * end is good for the part inside it (out->got < n).
  */
 static inline enum claim_result claim_fast(idp_counter *c, uint64_t n,
-                                           claim *out)
+                                           int partial, claim *out)
 {
     uint64_t t = atomic_fetch_add_explicit(&c->ticket, n, memory_order_acquire);
     uint64_t g = t >> OFF_BITS, off = t & OFF_MASK;
@@ -64,19 +74,74 @@ static inline enum claim_result claim_fast(idp_counter *c, uint64_t n,
     uint64_t trig = atomic_load_explicit(&s->trigger, memory_order_acquire);
     uint64_t g2 = atomic_load_explicit(&s->gen, memory_order_relaxed);
     out->straddled = 0;
+    out->len = len;
     if (unlikely(g1 != g * 2 || g2 != g1)) {
         /* The thread stalled while SEG_RING segments went by and the slot
          * was reused: this claim is a gap. */
         out->lost = n;
         return CLAIM_MISS;
     }
-    if (likely(off + n <= len)) {
+    if (likely(off + n <= len) || (partial && off < len)) {
         out->first = base + off;
+        out->got = off + n <= len ? n : len - off;
         return off < trig && off + n >= trig ? CLAIM_OK_TRIGGER : CLAIM_OK;
     }
     if (off < len)
         out->straddled = len - off;
     return CLAIM_MISS;
+}
+
+/* ---- Adaptive batches ------------------------------------------------- */
+
+/*
+ * The rule (documented in the README): with r the demand measured in IDs/s
+ * and T the fetch time (a moving average), the next batch is 3rT, never
+ * below the configured batch nor above max_batch, and a fetch starts when
+ * fewer than max(low_watermark% of the batch, 1.5rT) IDs are left. The
+ * IDs left then cover the fetch with half a fetch time to spare, and a
+ * batch lasts about two fetch times beyond it, so a counter at a steady
+ * rate has a fetch in flight a third of the time and never waits.
+ */
+#define RATE_MIN_IDS 8  /* fewer IDs than this do not measure a rate */
+
+static int sizing(const idp_counter *c)
+{
+    return c->adaptive && c->client->policy == NULL && !c->legacy;
+}
+
+/* The batch of the fetch being set up now. Called with c->mu held. */
+static uint64_t next_batch(idp_counter *c)
+{
+    if (!sizing(c))
+        return c->batch;
+    double want = 3.0 * c->rate * c->lat;
+    uint64_t b = want >= (double)c->max_batch ? c->max_batch
+                                              : (uint64_t)want + 1;
+    c->batch = b < c->floor ? c->floor : b;
+    return c->batch;
+}
+
+/* The offset of a new segment of `len` IDs at which the next fetch starts;
+ * UINT64_MAX for none (low_watermark=0). Called with c->mu held. */
+static uint64_t trigger_for(const idp_counter *c, uint64_t len)
+{
+    if (c->low_watermark == 0 || len == 0)
+        return UINT64_MAX;
+    uint64_t w = len * c->low_watermark / 100;
+    if (sizing(c)) {
+        double cover = 1.5 * c->rate * c->lat;
+        if (cover > (double)w)
+            w = cover >= (double)len ? len : (uint64_t)cover + 1;
+    }
+    return len - w;
+}
+
+/* Measures the demand over the current segment so far: from its install to
+ * now, `used` IDs. Called with c->mu held. */
+static void sample_rate(idp_counter *c, uint64_t used, double now)
+{
+    if (used >= RATE_MIN_IDS && c->installed_at > 0 && now > c->installed_at)
+        c->rate = (double)used / (now - c->installed_at);
 }
 
 /* Queues a background fetch for the counter, unless one is in flight or
@@ -97,9 +162,16 @@ static void request_async(idp_counter *c)
     pthread_mutex_unlock(&cl->qmu);
 }
 
+/* A claim crossed the low watermark: measure the demand so far, then ask
+ * for the next batch. */
 static void prefetch_trigger(idp_counter *c)
 {
     pthread_mutex_lock(&c->mu);
+    uint64_t off = atomic_load_explicit(&c->ticket, memory_order_relaxed);
+    if (off >> OFF_BITS == c->gen) {
+        off &= OFF_MASK;
+        sample_rate(c, off < c->cur_len ? off : c->cur_len, now_s());
+    }
     request_async(c);
     pthread_mutex_unlock(&c->mu);
 }
@@ -114,11 +186,18 @@ static void install(idp_counter *c, uint64_t base, uint64_t len,
 {
     uint64_t g = (c->gen + 1) & GEN_MASK;
     segment *s = &c->seg[g & (SEG_RING - 1)];
+    double now = now_s();
+    /* The whole segment measures the demand, unless a caller waited in it:
+     * then it ran dry and the time says nothing of the demand. */
+    if (c->waited == c->waited_at_install) {
+        uint64_t off = atomic_load_explicit(&c->ticket, memory_order_relaxed) &
+                       OFF_MASK;
+        sample_rate(c, off < c->cur_len ? off : c->cur_len, now);
+    }
+    c->waited_at_install = c->waited;
     /* low_watermark=0: no background fetch; the caller that finds the
      * pool empty fetches. */
-    uint64_t trigger = c->low_watermark == 0
-                           ? UINT64_MAX
-                           : len - len * c->low_watermark / 100;
+    uint64_t trigger = trigger_for(c, len);
 
     /* seqlock write: odd generation while the slot changes; a reader that
      * sees any new field also sees the odd generation */
@@ -133,9 +212,6 @@ static void install(idp_counter *c, uint64_t base, uint64_t len,
     uint64_t old_off = old & OFF_MASK;
     uint64_t used = old_off < c->cur_len ? old_off : c->cur_len;
     c->claimed_retired += used;
-    double now = now_s();
-    if (c->installed_at > 0 && now > c->installed_at && used > 0)
-        c->rate = (double)used / (now - c->installed_at);
     c->installed_at = now;
     c->gen = g;
     c->cur_len = len;
@@ -206,6 +282,7 @@ static int fetch_done(idp_counter *c, const idp_incr_op *op, double dt,
         return rc;
     }
     c->high = op->value;
+    c->lat = c->lat == 0 ? dt : (c->lat + dt) / 2;
     c->prime_calls++;
     c->prefetch_async += async != 0;
     c->fetched += op->n;
@@ -333,8 +410,8 @@ static int alloc_slow(idp_counter *c, uint64_t n, const claim *missed,
     int rc = IDP_OK, waited = 0;
     uint64_t waited_seq = 0;
     for (;;) {
-        claim cl = {0, 0, 0};
-        enum claim_result r = claim_fast(c, n, &cl);
+        claim cl = {0, 0, 0, 0, 0};
+        enum claim_result r = claim_fast(c, n, 0, &cl);
         c->straddled += cl.straddled;
         c->lost += cl.lost;
         if (r != CLAIM_MISS) {
@@ -360,6 +437,8 @@ static int alloc_slow(idp_counter *c, uint64_t n, const claim *missed,
             rc = e->code;
             break;
         }
+        if (!waited)
+            c->waited++; /* before the install: the segment ran dry */
         waited = 1;
         waited_seq = c->fetch_seq;
         if (c->inflight) {
@@ -367,44 +446,173 @@ static int alloc_slow(idp_counter *c, uint64_t n, const claim *missed,
                 break;
             continue;
         }
-        uint64_t size = n > c->batch ? n : c->batch;
-        if ((rc = fetch_sync(c, size, 1, NULL, e)) != IDP_OK)
+        uint64_t size = next_batch(c);
+        if ((rc = fetch_sync(c, n > size ? n : size, 1, NULL, e)) != IDP_OK)
             break;
     }
     /* Keep the offset bits far from overflowing into the generation. */
     if ((atomic_load_explicit(&c->ticket, memory_order_relaxed) & OFF_MASK) >
         OFF_MASK / 2)
         install(c, 0, 0, 0);
-    if (waited)
-        c->waited++;
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
 
-API int idp_next(idp_counter *c, uint64_t *id, idp_error *err)
+/* ---- Per-thread leases ------------------------------------------------ */
+
+static pthread_mutex_t slot_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t slot_used = 1;          /* bit i: slot i taken; 0: nobody's */
+static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
+static pthread_key_t slot_key;
+static int slot_key_ok;
+/* initial-exec: a plain %fs-relative load on the hot path (libidprime is
+ * linked -z nodelete, and 8 bytes fit any static TLS surplus) */
+static __thread unsigned tslot __attribute__((tls_model("initial-exec")));
+/* tslot * sizeof(lease): the offset of this thread's lease in a counter,
+ * read by the inline hot path of idprime.h */
+API __thread size_t idp_lease_offset_ __attribute__((tls_model("initial-exec")));
+static __thread int tslot_tried __attribute__((tls_model("initial-exec")));
+
+_Static_assert(LEASE_SLOTS == 64, "slot_used is one 64-bit mask");
+_Static_assert(offsetof(idp_counter, leases) == 0 &&
+               sizeof(lease) == IDP_LEASE_STRIDE &&
+               offsetof(lease, next) == offsetof(idp_lease_, next) &&
+               offsetof(lease, end) == offsetof(idp_lease_, end),
+               "the layout the inline hot path of idprime.h reads");
+
+/* A thread ends: its slot (and the leases in it) go to the next thread. */
+static void slot_release(void *v)
 {
-    /* HOT: a warm pool serves the ID here. */
-    claim cl = {0, 0, 0};
-    if (likely(!c->legacy)) {
-        enum claim_result r = claim_fast(c, 1, &cl);
-        if (likely(r == CLAIM_OK)) {
-            *id = cl.first;
-            return IDP_OK;
-        }
-        if (r == CLAIM_OK_TRIGGER) {
-            prefetch_trigger(c);
-            *id = cl.first;
-            return IDP_OK;
-        }
+    pthread_mutex_lock(&slot_mu);
+    slot_used &= ~(UINT64_C(1) << (uintptr_t)v);
+    pthread_mutex_unlock(&slot_mu);
+}
+
+static void slot_init(void)
+{
+    slot_key_ok = pthread_key_create(&slot_key, slot_release) == 0;
+}
+
+/* The calling thread's slot, taken on its first allocation; 0 (no lease,
+ * every ID claimed from the pool) when all are taken. */
+static unsigned my_slot(void)
+{
+    if (likely(tslot != 0 || tslot_tried))
+        return tslot;
+    tslot_tried = 1;
+    pthread_once(&slot_once, slot_init);
+    if (!slot_key_ok)
+        return 0;
+    unsigned s = 0;
+    pthread_mutex_lock(&slot_mu);
+    if (~slot_used != 0) {
+        s = (unsigned)__builtin_ctzll(~slot_used);
+        slot_used |= UINT64_C(1) << s;
     }
+    pthread_mutex_unlock(&slot_mu);
+    if (s != 0 && pthread_setspecific(slot_key, (void *)(uintptr_t)s) != 0) {
+        slot_release((void *)(uintptr_t)s);
+        s = 0;
+    }
+    tslot = s;
+    idp_lease_offset_ = s * sizeof(lease);
+    return s;
+}
+
+static void lease_set(lease *l, uint64_t next, uint64_t end)
+{
+    atomic_store_explicit(&l->next, next, memory_order_relaxed);
+    atomic_store_explicit(&l->end, end, memory_order_relaxed);
+}
+
+/* The next refill of a lease that just got `got` IDs from a segment of
+ * `len`: doubles up to LEASE_MAX and a sixteenth of the segment, so small
+ * batches are not emptied into a few threads' leases. */
+static void lease_grow(lease *l, uint64_t len)
+{
+    uint64_t cap = len / 16;
+    cap = cap > LEASE_MAX ? LEASE_MAX : cap < 1 ? 1 : cap;
+    uint64_t next = l->size * 2;
+    l->size = next > cap ? cap : next < 1 ? 1 : next;
+}
+
+/* Gives up what is left of the lease (a gap), before the thread takes IDs
+ * from the pool, so that its IDs keep increasing. */
+static void lease_drop(idp_counter *c, lease *l)
+{
+    uint64_t next = atomic_load_explicit(&l->next, memory_order_relaxed);
+    uint64_t end = atomic_load_explicit(&l->end, memory_order_relaxed);
+    if (end > next) {
+        atomic_store_explicit(&l->next, end, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->lease_dropped, end - next,
+                                  memory_order_relaxed);
+    }
+}
+
+/*
+ * Allocates n IDs for the calling thread, whose lease could not serve them:
+ * claims what the lease lacks plus a new lease in one fetch-add. When the
+ * claim starts right where the lease ends (one thread alone, usually), the
+ * n IDs run on from the lease; otherwise the lease's rest is given up. A
+ * thread without a slot, metaprime=0 and huge incr take the pool's paths.
+ * On success *first is the first of the n IDs.
+ */
+static int refill(idp_counter *c, uint64_t n, uint64_t *first, idp_error *e)
+{
+    claim cl = {0, 0, 0, 0, 0};
+    unsigned slot = c->legacy ? 0 : my_slot();
+    lease *l = &c->leases[slot];
+    if (slot == 0 || n > FAST_MAX) {
+        if (slot != 0)
+            lease_drop(c, l); /* the huge incr drops the pool too */
+        enum claim_result r = c->legacy || n > FAST_MAX
+                                  ? CLAIM_MISS : claim_fast(c, n, 0, &cl);
+        if (r == CLAIM_MISS)
+            return alloc_slow(c, n, &cl, first, e);
+        if (r == CLAIM_OK_TRIGGER)
+            prefetch_trigger(c);
+        *first = cl.first;
+        return IDP_OK;
+    }
+    uint64_t next = atomic_load_explicit(&l->next, memory_order_relaxed);
+    uint64_t end = atomic_load_explicit(&l->end, memory_order_relaxed);
+    uint64_t rest = end - next; /* < n */
+    /* the new lease: a multiple of n, so that later incr(n) use it up */
+    uint64_t size = l->size < n ? n : l->size / n * n;
+    enum claim_result r = claim_fast(c, n - rest + size, 1, &cl);
+    if (r == CLAIM_OK_TRIGGER)
+        prefetch_trigger(c);
+    if (r != CLAIM_MISS && rest > 0 && cl.first == end && rest + cl.got >= n) {
+        *first = next; /* the lease's rest and the claim are one run */
+    } else {
+        lease_drop(c, l);
+        next = end = 0;
+        if (r != CLAIM_MISS && cl.got < n) {
+            /* a claim across the segment's end, too short for n: a gap */
+            cl.straddled = cl.got;
+            r = CLAIM_MISS;
+        }
+        if (r == CLAIM_MISS)
+            return alloc_slow(c, n, &cl, first, e);
+        *first = cl.first;
+    }
+    lease_set(l, *first + n, cl.first + cl.got);
+    l->size = size;
+    lease_grow(l, cl.len);
+    return IDP_OK;
+}
+
+API int idp_next_refill_(idp_counter *c, uint64_t *id, idp_error *err)
+{
     idp_error e;
-    int rc = alloc_slow(c, 1, &cl, id, &e);
+    int rc = refill(c, 1, id, &e);
     if (rc != IDP_OK && err != NULL)
         *err = e;
     return rc;
 }
 
-API int idp_incr(idp_counter *c, uint64_t n, uint64_t *last, idp_error *err)
+API int idp_incr_refill_(idp_counter *c, uint64_t n, uint64_t *last,
+                         idp_error *err)
 {
     if (n == 0)
         return idp_seterr(err, IDP_EINVAL, "counter '%s': incr needs n >= 1",
@@ -412,19 +620,9 @@ API int idp_incr(idp_counter *c, uint64_t n, uint64_t *last, idp_error *err)
     if (n > IDP_MAX_VALUE)
         return idp_seterr(err, IDP_ERANGE, "counter '%s': incr of %llu "
                           "would pass 2^63", c->name, (unsigned long long)n);
-    claim cl = {0, 0, 0};
-    if (likely(!c->legacy && n <= FAST_MAX)) {
-        enum claim_result r = claim_fast(c, n, &cl);
-        if (r != CLAIM_MISS) {
-            if (r == CLAIM_OK_TRIGGER)
-                prefetch_trigger(c);
-            *last = cl.first + n - 1;
-            return IDP_OK;
-        }
-    }
     idp_error e;
     uint64_t first = 0;
-    int rc = alloc_slow(c, n, &cl, &first, &e);
+    int rc = refill(c, n, &first, &e);
     if (rc != IDP_OK) {
         if (err != NULL)
             *err = e;
@@ -432,6 +630,34 @@ API int idp_incr(idp_counter *c, uint64_t n, uint64_t *last, idp_error *err)
     }
     *last = first + n - 1;
     return IDP_OK;
+}
+
+/* The same as the inline hot path of idprime.h, for callers built with
+ * IDP_NO_INLINE (and FFI). A thread without a lease reads slot 0, always
+ * empty. */
+API int idp_next(idp_counter *c, uint64_t *id, idp_error *err)
+{
+    lease *l = (lease *)((char *)c + idp_lease_offset_); /* leases[tslot] */
+    uint64_t v = atomic_load_explicit(&l->next, memory_order_relaxed);
+    if (likely(v < atomic_load_explicit(&l->end, memory_order_relaxed))) {
+        atomic_store_explicit(&l->next, v + 1, memory_order_relaxed);
+        *id = v;
+        return IDP_OK;
+    }
+    return idp_next_refill_(c, id, err);
+}
+
+API int idp_incr(idp_counter *c, uint64_t n, uint64_t *last, idp_error *err)
+{
+    lease *l = (lease *)((char *)c + idp_lease_offset_); /* leases[tslot] */
+    uint64_t v = atomic_load_explicit(&l->next, memory_order_relaxed);
+    uint64_t end = atomic_load_explicit(&l->end, memory_order_relaxed);
+    if (likely(n - 1 < end - v)) { /* 1 <= n <= what the lease holds */
+        atomic_store_explicit(&l->next, v + n, memory_order_relaxed);
+        *last = v + n - 1;
+        return IDP_OK;
+    }
+    return idp_incr_refill_(c, n, last, err);
 }
 
 /* ---- Background worker ------------------------------------------------ */
@@ -455,7 +681,7 @@ static void run_fetches(idp_client *cl, idp_counter *list)
             /* Stale when a caller fetched and installed meanwhile. */
             if (!c->inflight && !c->has_ready && c->want_gen == c->gen) {
                 c->inflight = 1;
-                ops[k] = (idp_incr_op){c->key, c->batch, 0, IDP_OK};
+                ops[k] = (idp_incr_op){c->key, next_batch(c), 0, IDP_OK};
                 cs[k++] = c;
             }
             pthread_mutex_unlock(&c->mu);
@@ -520,6 +746,45 @@ void engine_stop(idp_client *cl)
     pthread_mutex_destroy(&cl->qmu);
 }
 
+/* ---- Priming ---------------------------------------------------------- */
+
+int engine_prime(idp_client *cl, idp_counter *const *cs, size_t n,
+                 idp_error *err)
+{
+    int rc = IDP_OK;
+    for (size_t done = 0; done < n && rc == IDP_OK;) {
+        idp_counter *batch[WORK_CHUNK];
+        idp_incr_op ops[WORK_CHUNK];
+        idp_error errs[WORK_CHUNK];
+        size_t k = 0;
+        for (; done < n && k < WORK_CHUNK; done++) {
+            idp_counter *c = cs[done];
+            pthread_mutex_lock(&c->mu);
+            if (!c->inflight && !c->has_ready && c->gen == 0) {
+                c->inflight = 1;
+                ops[k] = (idp_incr_op){c->key, next_batch(c), 0, IDP_OK};
+                batch[k++] = c;
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
+        if (k == 0)
+            continue;
+        double t0 = now_s();
+        store_incr_many(&cl->st, ops, k, errs);
+        double dt = now_s() - t0;
+        for (size_t i = 0; i < k; i++) {
+            pthread_mutex_lock(&batch[i]->mu);
+            if (fetch_done(batch[i], &ops[i], dt, 0, 1, &errs[i]) != IDP_OK &&
+                rc == IDP_OK) {
+                *err = errs[i];
+                rc = errs[i].code;
+            }
+            pthread_mutex_unlock(&batch[i]->mu);
+        }
+    }
+    return rc;
+}
+
 /* ---- Counters --------------------------------------------------------- */
 
 int engine_counter_init(idp_counter *c, idp_client *cl, const counter_cfg *cfg)
@@ -553,9 +818,17 @@ void engine_stats(idp_counter *c, idp_counter_stats *out,
     pthread_mutex_lock(&c->mu);
     uint64_t off = atomic_load_explicit(&c->ticket, memory_order_relaxed) & OFF_MASK;
     uint64_t claimed = c->claimed_retired + (off < c->cur_len ? off : c->cur_len);
+    /* IDs still in the threads' leases are not served yet; exact once the
+     * threads are quiet, a close estimate while they run. */
+    uint64_t leased = atomic_load_explicit(&c->lease_dropped, memory_order_relaxed);
+    for (size_t i = 1; i < LEASE_SLOTS; i++) {
+        uint64_t next = atomic_load_explicit(&c->leases[i].next, memory_order_relaxed);
+        uint64_t end = atomic_load_explicit(&c->leases[i].end, memory_order_relaxed);
+        leased += end > next ? end - next : 0;
+    }
     /* A lost claim is taken as one inside its segment: a claim past the
      * end that then stalled through SEG_RING fetches would count twice. */
-    uint64_t served = claimed - c->straddled - c->lost + c->direct_served;
+    uint64_t served = claimed - c->straddled - c->lost - leased + c->direct_served;
     memset(out, 0, sizeof *out);
     out->ids_served = served;
     out->prime_calls = c->prime_calls;

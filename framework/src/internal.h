@@ -28,6 +28,24 @@
 #define FAST_MAX (UINT64_C(1) << 20) /* larger claims take the slow path */
 #define NBUCKETS 14                  /* fetch latency histogram */
 
+/*
+ * A lease is a run of IDs carved from the pool for one thread, served with
+ * a plain load and store: no atomic read-modify-write, no shared cache
+ * line. Each thread that allocates gets a slot number (1..LEASE_SLOTS-1)
+ * for its lifetime, the same in every counter; slot 0 never holds IDs, so
+ * a thread without a slot always takes the refill path. Only the slot's
+ * thread writes its lease; the fields are atomics (relaxed: plain moves)
+ * so that engine_stats may read them.
+ */
+#define LEASE_SLOTS 64
+#define LEASE_MAX 256                /* the largest lease, in IDs */
+
+typedef struct lease {
+    _Atomic uint64_t next;    /* the next ID to hand out */
+    _Atomic uint64_t end;     /* one past the lease's last ID */
+    uint64_t size;            /* the next refill's size */
+} __attribute__((aligned(128))) lease; /* 2 lines: adjacent-line prefetch */
+
 typedef struct segment {
     _Atomic uint64_t gen;     /* generation; a seqlock: odd while written */
     _Atomic uint64_t base;
@@ -36,11 +54,15 @@ typedef struct segment {
 } segment;
 
 struct idp_counter {
-    /* Hot: read by every claim. */
+    /* Hot: the per-thread leases first (the hot path adds the thread's byte
+     * offset to the counter's address), then the pool's ticket. */
+    lease leases[LEASE_SLOTS];
     _Atomic uint64_t ticket;
     segment seg[SEG_RING];
     idp_client *client;
     int legacy;               /* metaprime=0: one round trip per allocation */
+    _Atomic uint64_t lease_dropped; /* lease IDs given up to keep a thread's
+                                       IDs increasing (a gap) */
 
     /* Everything below is under mu. */
     pthread_mutex_t mu;
@@ -74,9 +96,11 @@ struct idp_counter {
     double fetch_seconds;
     uint64_t buckets[NBUCKETS + 1];
 
-    /* What the batch policy is told, under mu. */
+    /* What adaptive sizing and the batch policy measure, under mu. */
     double installed_at;      /* when the current segment was installed */
-    double rate;              /* IDs/s over the previous segment */
+    double rate;              /* IDs/s: the latest demand measured */
+    double lat;               /* seconds a fetch takes (moving average) */
+    uint64_t waited_at_install; /* `waited` when the segment was installed */
     uint64_t waited_at_fetch; /* `waited` at the previous fetch */
 
     idp_counter *next;        /* the client's list */
@@ -120,5 +144,9 @@ IDP_HIDDEN void engine_stop(idp_client *client);
 /* A consistent snapshot of a counter; buckets may be NULL. */
 IDP_HIDDEN void engine_stats(idp_counter *c, idp_counter_stats *out,
                              uint64_t buckets[NBUCKETS + 1]);
+/* Fetches the first batch of each counter, all in one store call (one
+ * round trip where the store pipelines), into their pools. */
+IDP_HIDDEN int engine_prime(idp_client *client, idp_counter *const *cs,
+                            size_t n, idp_error *err);
 
 #endif

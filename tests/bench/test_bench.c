@@ -89,7 +89,7 @@ START_TEST(burst_on_four_threads_hands_out_every_id)
     c.threads = 4;
     c.baseline = 0;
     bench_results rs;
-    run(&c, "mem://?batch=1000", &rs);
+    run(&c, "mem://?batch=1000&adaptive=0", &rs);
     const bench_result *r = &rs.v[0];
     ck_assert_uint_eq(r->ids, 100003);
     ck_assert_uint_eq(r->threads, 4);

@@ -198,7 +198,7 @@ START_TEST(test_no_duplicate_across_4_processes_x_2_threads)
 {
     const char *dir = tmpdir();
     char uri[PATH_MAX + 64];
-    snprintf(uri, sizeof uri, "%s", db_uri(dir, "shared.db", NULL));
+    snprintf(uri, sizeof uri, "%s", db_uri(dir, "shared.db", "?adaptive=0"));
     /* The children fork before this process opens any client. */
     const tu_fanout f = {.uri = uri, .counter = "inode", .procs = 4,
                          .threads = 2, .per_thread = 50000};
@@ -267,7 +267,7 @@ START_TEST(test_store_counts_every_increment_of_a_pipelined_fetch)
      * to the store in one transaction (incr_many): each still counts as one
      * increment and lands in its own row. */
     idp_client *c = tu_open(db_uri(dir, "many.db",
-                                   "?batch=10&low_watermark=50"), NULL);
+                                   "?batch=10&low_watermark=50&adaptive=0"), NULL);
     enum { NCTR = 8, ROUNDS = 400 };
     idp_counter *ctrs[NCTR];
     uint64_t last[NCTR] = {0}, calls[NCTR], total = 0;

@@ -154,7 +154,7 @@ START_TEST(test_fast_consumer_waits_are_counted)
 {
     /* 25 IDs after the watermark go in microseconds; the fetch takes 5 ms */
     idp_client *c = tu_open(
-        "mem://fast?delay_ms=5&batch=100&low_watermark=25", NULL);
+        "mem://fast?delay_ms=5&batch=100&low_watermark=25&adaptive=0", NULL);
     idp_counter *k = tu_counter(c, "c");
     for (uint64_t i = 1; i <= 1000; i++)
         ck_assert_uint_eq(tu_next(k), i);

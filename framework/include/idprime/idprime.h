@@ -249,6 +249,72 @@ typedef void (*idp_param_fn)(void *ud, const idp_param_doc *doc);
 /* Lists the engine's URI parameters (for --help and the README). */
 void idp_engine_params(idp_param_fn fn, void *ud);
 
+/* ---- The inline hot path ---------------------------------------------- */
+
+/*
+ * Each thread that allocates from a counter holds a lease: a run of IDs
+ * carved from the counter's pool that only it hands out. idp_next() and
+ * idp_incr() serve a warm lease inline, with two loads and a store and no
+ * call; anything else (an empty lease, a first call, metaprime=0) goes to
+ * the library. The layout below is part of the ABI: every counter begins
+ * with its leases, one per thread slot, IDP_LEASE_STRIDE bytes apart, and
+ * idp_lease_offset_ is the calling thread's slot times the stride (0, an
+ * always-empty lease, until the thread's first call).
+ * Define IDP_NO_INLINE before including this header to call the library
+ * instead (the same functions, exported under the same names).
+ */
+#define IDP_LEASE_STRIDE 128
+
+typedef struct idp_lease_ {
+    uint64_t next;   /* the next ID to hand out */
+    uint64_t end;    /* one past the lease's last ID */
+} idp_lease_;
+
+/* The slow paths behind the inline ones; not for direct use. */
+int idp_next_refill_(idp_counter *ctr, uint64_t *id, idp_error *err);
+int idp_incr_refill_(idp_counter *ctr, uint64_t n, uint64_t *last,
+                     idp_error *err);
+
+#if !defined(IDP_NO_INLINE) && !defined(IDP_BUILDING_LIBRARY) && \
+    (defined(__GNUC__) || defined(__clang__))
+extern __thread size_t idp_lease_offset_;
+
+static inline idp_lease_ *idp_lease_of_(idp_counter *ctr)
+{
+    return (idp_lease_ *)(void *)((char *)ctr + idp_lease_offset_);
+}
+
+static inline int idp_next_inline_(idp_counter *ctr, uint64_t *id,
+                                   idp_error *err)
+{
+    idp_lease_ *l = idp_lease_of_(ctr);
+    uint64_t v = __atomic_load_n(&l->next, __ATOMIC_RELAXED);
+    if (__builtin_expect(v < __atomic_load_n(&l->end, __ATOMIC_RELAXED), 1)) {
+        __atomic_store_n(&l->next, v + 1, __ATOMIC_RELAXED);
+        *id = v;
+        return IDP_OK;
+    }
+    return idp_next_refill_(ctr, id, err);
+}
+
+static inline int idp_incr_inline_(idp_counter *ctr, uint64_t n,
+                                   uint64_t *last, idp_error *err)
+{
+    idp_lease_ *l = idp_lease_of_(ctr);
+    uint64_t v = __atomic_load_n(&l->next, __ATOMIC_RELAXED);
+    uint64_t end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
+    if (__builtin_expect(n - 1 < end - v, 1)) { /* 1 <= n <= what is left */
+        __atomic_store_n(&l->next, v + n, __ATOMIC_RELAXED);
+        *last = v + n - 1;
+        return IDP_OK;
+    }
+    return idp_incr_refill_(ctr, n, last, err);
+}
+
+#define idp_next idp_next_inline_
+#define idp_incr idp_incr_inline_
+#endif
+
 #ifdef __cplusplus
 }
 #endif
