@@ -93,8 +93,14 @@ int dispatcher_validate(const idp_plugin *tab, const char *file_name,
         tab->get == NULL)
         return idp_seterr(err, IDP_EPLUGIN, "plugin '%s' lacks a required "
                           "method (open, close, incr and get)", tab->name);
-    if (options_check_specs(tab->params, err) != IDP_OK)
-        return idp_prefixerr(err, "plugin '%s'", tab->name);
+    if (options_check_specs(tab->params, err) != IDP_OK) {
+        /* a bad default comes back as options_check's IDP_EINVAL: the
+         * table is what is wrong, so it is a plugin error */
+        idp_prefixerr(err, "plugin '%s'", tab->name);
+        if (err != NULL)
+            err->code = IDP_EPLUGIN;
+        return IDP_EPLUGIN;
+    }
     return IDP_OK;
 }
 

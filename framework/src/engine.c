@@ -43,6 +43,8 @@ typedef struct claim {
     uint64_t first;     /* the first ID of a good claim */
     uint64_t got;       /* IDs it holds: n, or fewer for a partial claim */
     uint64_t len;       /* the length of the claim's segment */
+    uint64_t off;       /* the claim's offset in it */
+    uint64_t gen;       /* the segment's generation */
     uint64_t straddled; /* on a miss: offsets claimed inside the segment */
     uint64_t lost;      /* on a miss: the claim's slot had been reused */
 } claim;
@@ -75,6 +77,8 @@ static inline enum claim_result claim_fast(idp_counter *c, uint64_t n,
     uint64_t g2 = atomic_load_explicit(&s->gen, memory_order_relaxed);
     out->straddled = 0;
     out->len = len;
+    out->off = off;
+    out->gen = g;
     if (unlikely(g1 != g * 2 || g2 != g1)) {
         /* The thread stalled while SEG_RING segments went by and the slot
          * was reused: this claim is a gap. */
@@ -95,14 +99,15 @@ static inline enum claim_result claim_fast(idp_counter *c, uint64_t n,
 
 /*
  * The rule (documented in the README): with r the demand measured in IDs/s
- * and T the fetch time (a moving average), the next batch is 3rT, never
- * below the configured batch nor above max_batch, and a fetch starts when
- * fewer than max(low_watermark% of the batch, 1.5rT) IDs are left. The
- * IDs left then cover the fetch with half a fetch time to spare, and a
- * batch lasts about two fetch times beyond it, so a counter at a steady
- * rate has a fetch in flight a third of the time and never waits.
+ * and T the fetch time (a moving average), a fetch starts when fewer than
+ * max(low_watermark% of the batch, 1.5rT) IDs are left, so what is left
+ * covers the fetch with half a fetch time to spare; the batch is 2rT plus
+ * what the callers will lack before it lands (rT beyond the IDs left, when
+ * a fetch starts late), never below the configured batch nor above
+ * max_batch. A counter at a steady rate then has a fetch in flight half
+ * the time, never waits, and holds at most 3.5rT unused IDs.
  */
-#define RATE_MIN_IDS 8  /* fewer IDs than this do not measure a rate */
+#define RATE_MIN_IDS 4  /* fewer IDs than this do not measure a rate */
 
 static int sizing(const idp_counter *c)
 {
@@ -114,7 +119,11 @@ static uint64_t next_batch(idp_counter *c)
 {
     if (!sizing(c))
         return c->batch;
-    double want = 3.0 * c->rate * c->lat;
+    uint64_t t = atomic_load_explicit(&c->ticket, memory_order_relaxed);
+    uint64_t off = t >> OFF_BITS == c->gen ? t & OFF_MASK : c->cur_len;
+    double left = off < c->cur_len ? (double)(c->cur_len - off) : 0;
+    double need = c->rate * c->lat; /* IDs asked for during one fetch */
+    double want = 2 * need + (need > left ? need - left : 0);
     uint64_t b = want >= (double)c->max_batch ? c->max_batch
                                               : (uint64_t)want + 1;
     c->batch = b < c->floor ? c->floor : b;
@@ -162,16 +171,14 @@ static void request_async(idp_counter *c)
     pthread_mutex_unlock(&cl->qmu);
 }
 
-/* A claim crossed the low watermark: measure the demand so far, then ask
- * for the next batch. */
-static void prefetch_trigger(idp_counter *c)
+/* The claim `cl` crossed the low watermark: measure the demand until it
+ * (the IDs claimed before it; a lease's IDs are not handed out yet), then
+ * ask for the next batch. */
+static void prefetch_trigger(idp_counter *c, const claim *cl)
 {
     pthread_mutex_lock(&c->mu);
-    uint64_t off = atomic_load_explicit(&c->ticket, memory_order_relaxed);
-    if (off >> OFF_BITS == c->gen) {
-        off &= OFF_MASK;
-        sample_rate(c, off < c->cur_len ? off : c->cur_len, now_s());
-    }
+    if (c->gen == cl->gen)
+        sample_rate(c, cl->off, now_s());
     request_async(c);
     pthread_mutex_unlock(&c->mu);
 }
@@ -410,7 +417,7 @@ static int alloc_slow(idp_counter *c, uint64_t n, const claim *missed,
     int rc = IDP_OK, waited = 0;
     uint64_t waited_seq = 0;
     for (;;) {
-        claim cl = {0, 0, 0, 0, 0};
+        claim cl = {0};
         enum claim_result r = claim_fast(c, n, 0, &cl);
         c->straddled += cl.straddled;
         c->lost += cl.lost;
@@ -437,8 +444,15 @@ static int alloc_slow(idp_counter *c, uint64_t n, const claim *missed,
             rc = e->code;
             break;
         }
-        if (!waited)
-            c->waited++; /* before the install: the segment ran dry */
+        if (!waited) {
+            /* The segment ran dry: its IDs went in the time since it was
+             * installed, the best measure of the demand there is. Counted
+             * before the install, which then takes no second sample. */
+            if (atomic_load_explicit(&c->ticket, memory_order_relaxed) >> OFF_BITS ==
+                c->gen)
+                sample_rate(c, c->cur_len, now_s());
+            c->waited++;
+        }
         waited = 1;
         waited_seq = c->fetch_seq;
         if (c->inflight) {
@@ -559,7 +573,7 @@ static void lease_drop(idp_counter *c, lease *l)
  */
 static int refill(idp_counter *c, uint64_t n, uint64_t *first, idp_error *e)
 {
-    claim cl = {0, 0, 0, 0, 0};
+    claim cl = {0};
     unsigned slot = c->legacy ? 0 : my_slot();
     lease *l = &c->leases[slot];
     if (slot == 0 || n > FAST_MAX) {
@@ -570,7 +584,7 @@ static int refill(idp_counter *c, uint64_t n, uint64_t *first, idp_error *e)
         if (r == CLAIM_MISS)
             return alloc_slow(c, n, &cl, first, e);
         if (r == CLAIM_OK_TRIGGER)
-            prefetch_trigger(c);
+            prefetch_trigger(c, &cl);
         *first = cl.first;
         return IDP_OK;
     }
@@ -581,7 +595,7 @@ static int refill(idp_counter *c, uint64_t n, uint64_t *first, idp_error *e)
     uint64_t size = l->size < n ? n : l->size / n * n;
     enum claim_result r = claim_fast(c, n - rest + size, 1, &cl);
     if (r == CLAIM_OK_TRIGGER)
-        prefetch_trigger(c);
+        prefetch_trigger(c, &cl);
     if (r != CLAIM_MISS && rest > 0 && cl.first == end && rest + cl.got >= n) {
         *first = next; /* the lease's rest and the claim are one run */
     } else {

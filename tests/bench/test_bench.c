@@ -22,7 +22,7 @@ static bench_config base(bench_workload w)
     return c;
 }
 
-static const char *const fixed_batch[] = {"low_watermark=0", NULL};
+static const char *const fixed_batch[] = {"low_watermark=0", "adaptive=0", NULL};
 
 /* Runs cfg on uri; asserts success. */
 static void run(const bench_config *cfg, const char *uri, bench_results *rs)

@@ -135,11 +135,16 @@ double tu_now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void tu_sleep_ms(unsigned ms)
+void tu_sleep_us(unsigned us)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    struct timespec ts = {us / 1000000, (long)(us % 1000000) * 1000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+void tu_sleep_ms(unsigned ms)
+{
+    tu_sleep_us(ms * 1000u);
 }
 
 /* ---- Sets of IDs -------------------------------------------------------- */

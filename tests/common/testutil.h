@@ -92,6 +92,7 @@ double tu_now_s(void);
 
 /* Sleeps `ms` milliseconds, resuming after signals. */
 void tu_sleep_ms(unsigned ms);
+void tu_sleep_us(unsigned us);
 
 /* ---- Sets of IDs -------------------------------------------------------- */
 

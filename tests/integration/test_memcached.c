@@ -217,7 +217,7 @@ START_TEST(test_store_counts_one_incr_per_batch)
      * and take 99 IDs of batch 10, which starts nothing: exactly
      * ceil(999/100) = 10 fetches, none still in flight when we look.
      */
-    const char *q = "?batch=100&low_watermark=0";
+    const char *q = "?batch=100&low_watermark=0&adaptive=0";
     uint64_t a = run_client(&s, q, "rt", 999);
     ck_assert_uint_eq(a, 10);
     uint64_t b = run_client(&s, q, "rt", 999);  /* a second client, same counter */
@@ -253,7 +253,7 @@ START_TEST(test_store_counts_one_incr_per_batch)
 
     /* A fresh counter: its creation (incr miss, then add) counts once. */
     before = server_incrs(&s);
-    ck_assert_uint_eq(run_client(&s, "?batch=100&low_watermark=0", "rt_fresh", 1), 1);
+    ck_assert_uint_eq(run_client(&s, "?batch=100&low_watermark=0&adaptive=0", "rt_fresh", 1), 1);
     ck_assert_uint_eq(server_incrs(&s) - before, 1);
     server_stop(&s, 0);
 }
@@ -308,7 +308,7 @@ START_TEST(test_hung_server_fails_within_timeout_and_recovers)
 {
     server s;
     start_mc(&s, "-M");
-    idp_client *c = open_ok(&s, "?batch=10&low_watermark=0&timeout_ms=500");
+    idp_client *c = open_ok(&s, "?batch=10&low_watermark=0&adaptive=0&timeout_ms=500");
     idp_counter *ctr = tu_counter(c, "hang");
     uint64_t high = 0;
     for (int i = 0; i < 25; i++)
@@ -384,7 +384,7 @@ START_TEST(test_restarted_server_answers_are_refused_as_regression)
 {
     server s;
     start_mc(&s, "-M");
-    idp_client *c = open_ok(&s, "?batch=10&low_watermark=0&timeout_ms=500");
+    idp_client *c = open_ok(&s, "?batch=10&low_watermark=0&adaptive=0&timeout_ms=500");
     idp_counter *ctr = tu_counter(c, "restart");
     uint64_t high = 0;
     for (int i = 0; i < 35; i++)
@@ -444,7 +444,7 @@ START_TEST(test_flushed_counter_is_refused_never_served)
 {
     server s;
     start_mc(&s, "-M");
-    idp_client *c = open_ok(&s, "?batch=10&low_watermark=0");
+    idp_client *c = open_ok(&s, "?batch=10&low_watermark=0&adaptive=0");
     idp_counter *ctr = tu_counter(c, "flushed");
     uint64_t ids[400];
     size_t n = 0;

@@ -108,7 +108,7 @@ START_TEST(test_migrate_every_pair_raises_never_lowers)
             if (from == to)
                 continue;
             char q[64], fu[PATH_MAX + 128], tu[PATH_MAX + 128];
-            snprintf(q, sizeof q, "?prefix=p%d%d.&batch=100&low_watermark=0",
+            snprintf(q, sizeof q, "?prefix=p%d%d.&batch=100&low_watermark=0&adaptive=0",
                      from, to);
             uri_of(&s, from, q, fu, sizeof fu);
             uri_of(&s, to, q, tu, sizeof tu);

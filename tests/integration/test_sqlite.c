@@ -231,10 +231,10 @@ START_TEST(test_store_counts_one_increment_per_batch)
     /* low_watermark=0: a fetch only when the pool is empty, so N IDs take
      * exactly ceil(N / batch) fetches */
     snprintf(uri, sizeof uri, "%s",
-             db_uri(dir, "count.db", "?batch=100&low_watermark=0"));
+             db_uri(dir, "count.db", "?batch=100&low_watermark=0&adaptive=0"));
     idp_client *a = tu_open(uri, NULL);
     snprintf(uri, sizeof uri, "%s",
-             db_uri(dir, "count.db", "?batch=64&low_watermark=0"));
+             db_uri(dir, "count.db", "?batch=64&low_watermark=0&adaptive=0"));
     idp_client *b = tu_open(uri, NULL);
     idp_counter *ca = tu_counter(a, "files"), *cb = tu_counter(b, "files");
     for (int i = 0; i < 1001; i++)

@@ -542,7 +542,7 @@ START_TEST(test_old_table_engine_calls_incr_once_per_op)
     /* Batches of 4 with the background fetch at 2 left, and a slow store,
      * so the fetches of b and c queue up while a's runs: the worker then
      * fetches several counters at once, which is incr_many where offered. */
-    idp_client *c = open_old(name, "?delay_ms=100&batch=4&low_watermark=50");
+    idp_client *c = open_old(name, "?delay_ms=100&batch=4&low_watermark=50&adaptive=0");
     static const char *const names[] = {"a", "b", "c"};
     idp_counter *k[3];
     idp_error err = {0, ""};

@@ -5,6 +5,7 @@
  * limit, incr, timeouts and close.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,12 +84,18 @@ static const struct {
     {1000, 256, 25, 5},    /* 24 left <= 64 */
     {900, 256, 25, 4},     /* 124 left > 64 */
     {950, 100, 50, 11},    /* 50 left <= 50 */
+    {256, 256, 0, 1},
+    {257, 256, 0, 2},
+    {255, 256, 0, 1},
 };
 
 START_TEST(test_fetches_are_ceil_n_over_batch)
 {
     char uri[128];
-    snprintf(uri, sizeof uri, "mem://fetches%d?batch=%llu&low_watermark=%llu", _i,
+    /* adaptive=0: every batch is exactly `batch` (a 20 ms round trip would
+     * otherwise grow it) */
+    snprintf(uri, sizeof uri, "mem://fetches%d?adaptive=0&delay_ms=20&batch=%llu"
+             "&low_watermark=%llu", _i,
              (unsigned long long)fetch_cases[_i].batch,
              (unsigned long long)fetch_cases[_i].wm);
     idp_client *c = tu_open(uri, NULL);
@@ -129,13 +136,251 @@ START_TEST(test_metaprime_0_fetches_once_per_id)
 }
 END_TEST
 
+
+/* ---- adaptive batches ------------------------------------------------ */
+
+/* Takes n IDs, sleeping `pause_us` between them; checks they run on. */
+static uint64_t take(idp_counter *k, uint64_t after, uint64_t n,
+                     unsigned pause_us)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t id = tu_next(k);
+        ck_assert_uint_gt(id, after);
+        after = id;
+        if (pause_us > 0)
+            tu_sleep_us(pause_us);
+    }
+    return after;
+}
+
+START_TEST(test_adaptive_batch_grows_to_max_batch_and_shrinks_back)
+{
+    /* a 10 ms round trip, floor 8, ceiling 256 */
+    idp_client *c = tu_open("mem://grow?delay_ms=10&batch=8&max_batch=256", NULL);
+    idp_counter *k = tu_counter(c, "c");
+    /* as fast as one thread goes: 3 x rate x 10 ms is far above 256 */
+    uint64_t last = take(k, 0, 3000, 0);
+    idp_counter_stats fast = tu_settle(k);
+    ck_assert_uint_eq(fast.batch, 256);              /* capped, not more */
+    ck_assert_uint_lt(fast.prime_calls, 3000 / 8 / 4); /* it grew */
+    ck_assert_uint_eq(fast.ids_served, 3000);
+    /* about 800 IDs/s: 3 x 800/s x 10 ms = 24, so back near the floor
+     * once the big batches fetched before are used up */
+    last = take(k, last, 800, 1000);
+    idp_counter_stats slow = tu_settle(k);
+    ck_assert_uint_le(slow.batch, 64);
+    ck_assert_uint_ge(slow.batch, 8);
+    ck_assert_uint_eq(slow.ids_served, 3800);
+    ck_assert_uint_eq(slow.ids_served + slow.unused_ids, slow.high);
+    idp_close(c);
+}
+END_TEST
+
+START_TEST(test_adaptive_batch_never_below_the_floor)
+{
+    /* 3 x ~1000/s x 5 ms = 15, below the floor of 64: every batch is 64 */
+    idp_client *c = tu_open("mem://floor?delay_ms=5&batch=64", NULL);
+    idp_counter *k = tu_counter(c, "c");
+    take(k, 0, 300, 1000);
+    idp_counter_stats s = tu_settle(k);
+    ck_assert_uint_eq(s.batch, 64);
+    ck_assert_uint_eq(s.high, s.prime_calls * 64);
+    ck_assert_uint_eq(s.waited_calls, 1); /* the first fetch only */
+    idp_close(c);
+}
+END_TEST
+
+START_TEST(test_adaptive_steady_consumer_waits_once)
+{
+    /* 5,000 IDs/s against a 20 ms round trip: the floor of 16 lasts 3 ms,
+     * so the second fetch waits too; from then on the watermark covers a
+     * fetch (1.5 x 5000/s x 20 ms = 150 IDs) and nothing waits */
+    idp_client *c = tu_open("mem://steady?delay_ms=20&batch=16", NULL);
+    idp_counter *k = tu_counter(c, "c");
+    take(k, 0, 2500, 200);
+    idp_counter_stats s = tu_settle(k);
+    ck_assert_uint_le(s.waited_calls, 2);
+    ck_assert_uint_gt(s.batch, 16);
+    /* what is left is bounded by the rule: about 3.5 x rate x latency */
+    ck_assert_uint_lt(s.unused_ids, 4 * 5000 * 20 / 1000 + 2 * 16);
+    idp_close(c);
+}
+END_TEST
+
+START_TEST(test_prime_on_open_fetches_together_and_first_next_does_not_wait)
+{
+    /* three counters primed at open in one store call: one 200 ms round
+     * trip, not three */
+    long long t0 = tu_now_ms();
+    idp_client *c = tu_open("mem://prime?delay_ms=200&prime=a,b,a,inode"
+                            "&inode_batch=50", NULL);
+    long long opened = tu_now_ms() - t0;
+    ck_assert_int_ge(opened, 200);
+    ck_assert_int_lt(opened, 400);
+    uint64_t store = 0;
+    ck_assert_int_eq(idp_store_roundtrips(c, &store, &err), IDP_OK);
+    ck_assert_uint_eq(store, 3); /* a, b, inode: one increment each */
+    const char *names[] = {"a", "b", "inode"};
+    for (int i = 0; i < 3; i++) {
+        idp_counter *k = tu_counter(c, names[i]);
+        t0 = tu_now_ms();
+        ck_assert_uint_eq(tu_next(k), 1);
+        ck_assert_int_lt(tu_now_ms() - t0, 100);
+        idp_counter_stats s;
+        idp_counter_stats_get(k, &s);
+        ck_assert_uint_eq(s.waited_calls, 0);
+        ck_assert_uint_eq(s.prime_calls, 1);
+        ck_assert_uint_eq(s.prefetch_async, 0);
+    }
+    ck_assert_uint_eq(tu_get(c, "inode", NULL), 50);
+    idp_close(c);
+    /* metaprime=0 has no pool to fill: nothing is fetched */
+    c = tu_open("mem://prime0?metaprime=0&prime=a", NULL);
+    ck_assert_int_eq(idp_store_roundtrips(c, &store, &err), IDP_OK);
+    ck_assert_uint_eq(store, 0);
+    idp_close(c);
+}
+END_TEST
+
+START_TEST(test_prime_failure_fails_the_open)
+{
+    idp_client *c = tu_open("mem://primefail", NULL);
+    ck_assert_int_eq(idp_control(c, "set c 9223372036854775800", &err), IDP_OK);
+    /* c is near 2^63: priming 256 more must fail the open, naming c */
+    idp_client *bad = idp_open("mem://primefail?prime=c", NULL, &err);
+    ck_assert_ptr_null(bad);
+    ck_assert_int_eq(err.code, IDP_ERANGE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "prime"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "'c'"));
+    idp_close(c);
+}
+END_TEST
+
+START_TEST(test_counters_due_together_are_fetched_in_one_round_trip)
+{
+    /* The worker is busy with x's fetch (300 ms) while a and b cross their
+     * watermarks: their fetches then go to the store together, one round
+     * trip. */
+    idp_client *c = tu_open("mem://together?delay_ms=300&batch=10"
+                            "&adaptive=0&prime=x,a,b", NULL);
+    idp_counter *x = tu_counter(c, "x"), *a = tu_counter(c, "a"),
+                *b = tu_counter(c, "b");
+    take(x, 0, 8, 0);  /* x crosses its watermark: the worker fetches */
+    tu_sleep_ms(50);
+    take(a, 0, 8, 0);
+    take(b, 0, 8, 0);
+    long long t0 = tu_now_ms();
+    idp_counter_stats sa, sb;
+    do {
+        tu_sleep_ms(5);
+        idp_counter_stats_get(a, &sa);
+        idp_counter_stats_get(b, &sb);
+    } while ((sa.prime_calls < 2 || sb.prime_calls < 2) &&
+             tu_now_ms() - t0 < 3000);
+    long long both = tu_now_ms() - t0;
+    ck_assert_uint_eq(sa.prime_calls, 2);
+    ck_assert_uint_eq(sb.prime_calls, 2);
+    /* x's 250 ms left, then one round trip for a and b; two in a row
+     * would take 850 ms */
+    ck_assert_int_lt(both, 750);
+    idp_close(c);
+}
+END_TEST
+
+/* ---- per-thread leases ------------------------------------------------ */
+
+#define CHURN 100
+
+static void *churn_thread(void *arg)
+{
+    idp_counter *k = arg;
+    uint64_t *ids = malloc(50 * sizeof *ids);
+    for (int i = 0; i < 50; i++) {
+        idp_error e;
+        if (idp_next(k, &ids[i], &e) != IDP_OK) {
+            free(ids);
+            return NULL;
+        }
+    }
+    return ids;
+}
+
+START_TEST(test_leases_unique_across_threads_that_come_and_go)
+{
+    /* 100 threads at once, more than there are lease slots (the rest take
+     * IDs straight from the pool); then 100 one after the other, each
+     * taking the slot, and what is left in it, from the one before */
+    idp_client *c = tu_open("mem://churn?batch=64", NULL);
+    idp_counter *k = tu_counter(c, "c");
+    uint64_t *all = malloc(2 * CHURN * 50 * sizeof *all);
+    size_t n = 0;
+    pthread_t th[CHURN];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < CHURN; i++) {
+            ck_assert_int_eq(pthread_create(&th[i], NULL, churn_thread, k), 0);
+            if (round == 0)
+                continue; /* all at once */
+            void *ids = NULL;
+            pthread_join(th[i], &ids);
+            th[i] = 0;
+            ck_assert_ptr_nonnull(ids);
+            memcpy(all + n, ids, 50 * sizeof *all);
+            n += 50;
+            free(ids);
+        }
+        for (int i = 0; round == 0 && i < CHURN; i++) {
+            void *ids = NULL;
+            pthread_join(th[i], &ids);
+            ck_assert_ptr_nonnull(ids);
+            memcpy(all + n, ids, 50 * sizeof *all);
+            n += 50;
+            free(ids);
+        }
+    }
+    for (size_t t = 0; t < n; t += 50) /* each thread's IDs increase */
+        for (size_t j = 1; j < 50; j++)
+            ck_assert_uint_gt(all[t + j], all[t + j - 1]);
+    tu_assert_distinct(all, n);
+    idp_counter_stats s = tu_settle(k);
+    ck_assert_uint_eq(s.ids_served, 2 * CHURN * 50);
+    ck_assert_uint_eq(s.ids_served + s.unused_ids, s.high);
+    free(all);
+    idp_close(c);
+}
+END_TEST
+
+START_TEST(test_leases_with_incr_stay_increasing_and_exact)
+{
+    /* every 3rd allocation an incr(1) on 8 threads, then incr(n) of
+     * sizes that do not divide the lease, on one thread */
+    idp_client *c = tu_open("mem://leaseincr?batch=1000", NULL);
+    idp_counter *k = tu_counter(c, "c");
+    uint64_t *all = tu_thread_ids(k, 8, 20000, 3);
+    tu_assert_distinct(all, 8 * 20000);
+    free(all);
+    uint64_t last = 0, prev = 0, served = 8 * 20000;
+    for (uint64_t n = 1; n <= 300; n += 7) {
+        uint64_t id = tu_next(k);
+        ck_assert_uint_gt(id, prev);
+        ck_assert_int_eq(idp_incr(k, n, &last, &err), IDP_OK);
+        ck_assert_uint_gt(last - n + 1, id);
+        prev = last;
+        served += 1 + n;
+    }
+    idp_counter_stats s = tu_settle(k);
+    ck_assert_uint_eq(s.ids_served, served);
+    ck_assert_uint_eq(s.ids_served + s.unused_ids, s.high);
+    idp_close(c);
+}
+END_TEST
+
 /* ---- prefetch timing ------------------------------------------------ */
 
 START_TEST(test_slow_consumer_never_waits)
 {
     /* round trip 10 ms; the 100 IDs left at the watermark take >= 100 ms */
     idp_client *c = tu_open(
-        "mem://slow?delay_ms=10&batch=200&low_watermark=50", NULL);
+        "mem://slow?delay_ms=10&batch=200&low_watermark=50&adaptive=0", NULL);
     idp_counter *k = tu_counter(c, "c");
     for (uint64_t i = 1; i <= 700; i++) {
         ck_assert_uint_eq(tu_next(k), i);
@@ -225,14 +470,14 @@ START_TEST(test_failed_background_fetch_loses_nothing)
 {
     idp_client *c = tu_open("mem://bgfail?batch=100&low_watermark=50", NULL);
     idp_counter *k = tu_counter(c, "c");
-    uint64_t prev = 0;
-    for (int i = 0; i < 49; i++)
-        prev = tu_next(k);
+    uint64_t prev = tu_next(k); /* the first fetch */
     ck_assert_int_eq(idp_control(c, "fail 1", &err), IDP_OK);
-    /* ID 50 leaves 50 = the watermark: the background fetch fails */
-    uint64_t got = tu_next(k);
-    ck_assert_uint_eq(got, prev + 1);
-    prev = got;
+    /* by ID 50, 50 are left = the watermark: the background fetch fails */
+    for (int i = 0; i < 49; i++) {
+        uint64_t got = tu_next(k);
+        ck_assert_uint_eq(got, prev + 1);
+        prev = got;
+    }
     idp_counter_stats s = tu_settle(k);
     ck_assert_uint_eq(s.errors, 1);
     /* the pool still serves, then the next need fetches again */
@@ -513,7 +758,15 @@ int main(void)
         test_2_pow_63_is_an_error_not_a_wrap, test_incr_is_incrby,
         test_slow_store_times_out, test_close_with_fetch_in_flight,
         test_bad_arguments, test_prefix_and_list, test_metrics_text,
-        test_policy_chooses_the_next_batch, NULL};
+        test_policy_chooses_the_next_batch,
+        test_adaptive_batch_grows_to_max_batch_and_shrinks_back,
+        test_adaptive_batch_never_below_the_floor,
+        test_adaptive_steady_consumer_waits_once,
+        test_prime_on_open_fetches_together_and_first_next_does_not_wait,
+        test_prime_failure_fails_the_open,
+        test_counters_due_together_are_fetched_in_one_round_trip,
+        test_leases_unique_across_threads_that_come_and_go,
+        test_leases_with_incr_stay_increasing_and_exact, NULL};
     const TTest *loops[] = {test_fetches_are_ceil_n_over_batch, NULL};
     const tu_case cases[] = {
         {.name = "engine", .tests = tests, .loops = loops,
