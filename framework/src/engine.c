@@ -550,6 +550,14 @@ static void lease_grow(lease *l, uint64_t len)
     l->size = next > cap ? cap : next < 1 ? 1 : next;
 }
 
+/* Counts n IDs this thread held as given up: a gap. */
+static void lease_gap(idp_counter *c, lease *l, uint64_t n)
+{
+    (void)l;
+    if (n > 0)
+        atomic_fetch_add_explicit(&c->lease_dropped, n, memory_order_relaxed);
+}
+
 /* Gives up what is left of the lease (a gap), before the thread takes IDs
  * from the pool, so that its IDs keep increasing. */
 static void lease_drop(idp_counter *c, lease *l)
@@ -588,32 +596,46 @@ static int refill(idp_counter *c, uint64_t n, uint64_t *first, idp_error *e)
         *first = cl.first;
         return IDP_OK;
     }
-    uint64_t next = atomic_load_explicit(&l->next, memory_order_relaxed);
-    uint64_t end = atomic_load_explicit(&l->end, memory_order_relaxed);
-    uint64_t rest = end - next; /* < n */
+    /* [own, own_end): a run this thread holds, the lease's rest first */
+    uint64_t own = atomic_load_explicit(&l->next, memory_order_relaxed);
+    uint64_t own_end = atomic_load_explicit(&l->end, memory_order_relaxed);
     /* the new lease: a multiple of n, so that later incr(n) use it up */
     uint64_t size = l->size < n ? n : l->size / n * n;
-    enum claim_result r = claim_fast(c, n - rest + size, 1, &cl);
+    enum claim_result r = claim_fast(c, n - (own_end - own) + size, 1, &cl);
     if (r == CLAIM_OK_TRIGGER)
         prefetch_trigger(c, &cl);
-    if (r != CLAIM_MISS && rest > 0 && cl.first == end && rest + cl.got >= n) {
-        *first = next; /* the lease's rest and the claim are one run */
-    } else {
-        lease_drop(c, l);
-        next = end = 0;
-        if (r != CLAIM_MISS && cl.got < n) {
-            /* a claim across the segment's end, too short for n: a gap */
-            cl.straddled = cl.got;
-            r = CLAIM_MISS;
+    if (r != CLAIM_MISS) {
+        if (cl.first != own_end) { /* it does not run on: a gap */
+            lease_gap(c, l, own_end - own);
+            own = cl.first;
         }
-        if (r == CLAIM_MISS)
-            return alloc_slow(c, n, &cl, first, e);
-        *first = cl.first;
+        own_end = cl.first + cl.got;
+        l->size = size;
+        lease_grow(l, cl.len);
     }
-    lease_set(l, *first + n, cl.first + cl.got);
-    l->size = size;
-    lease_grow(l, cl.len);
-    return IDP_OK;
+    if (own_end - own >= n) {
+        *first = own;
+        lease_set(l, own + n, own_end);
+        return IDP_OK;
+    }
+    /* The pool is empty: what is held serves only if the next batch runs
+     * on from it (one client alone, usually). */
+    uint64_t more = n - (own_end - own), got = 0;
+    lease_set(l, own_end, own_end);
+    claim missed = r == CLAIM_MISS ? cl : (claim){0};
+    if (more == n)
+        return alloc_slow(c, n, &missed, first, e);
+    int rc = alloc_slow(c, more, &missed, &got, e);
+    if (rc == IDP_OK && got == own_end) {
+        *first = own;
+        return IDP_OK;
+    }
+    lease_gap(c, l, own_end - own);
+    if (rc != IDP_OK)
+        return rc;
+    lease_gap(c, l, more); /* too late: taken, but not a run of n */
+    claim none = {0};
+    return alloc_slow(c, n, &none, first, e);
 }
 
 API int idp_next_refill_(idp_counter *c, uint64_t *id, idp_error *err)

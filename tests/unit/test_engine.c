@@ -355,6 +355,31 @@ START_TEST(test_leases_unique_across_threads_that_come_and_go)
 }
 END_TEST
 
+START_TEST(test_one_thread_alone_gets_incr_with_no_gap)
+{
+    /* One client, one thread: incr(n) after any number of next() runs on
+     * from them, across the end of a batch too (its lease's rest and the
+     * next batch are one run). */
+    for (uint64_t k = 1; k <= 40; k++) {
+        char uri[96];
+        snprintf(uri, sizeof uri, "mem://nogap%llu?batch=16&low_watermark=0"
+                 "&adaptive=0", (unsigned long long)k);
+        idp_client *c = tu_open(uri, NULL);
+        idp_counter *ctr = tu_counter(c, "c");
+        for (uint64_t i = 1; i <= k; i++)
+            ck_assert_uint_eq(tu_next(ctr), i);
+        uint64_t last = 0;
+        ck_assert_int_eq(idp_incr(ctr, 10, &last, &err), IDP_OK);
+        ck_assert_uint_eq(last, k + 10);
+        ck_assert_uint_eq(tu_next(ctr), k + 11);
+        idp_counter_stats s = tu_settle(ctr);
+        ck_assert_uint_eq(s.ids_served, k + 11);
+        ck_assert_uint_eq(s.ids_served + s.unused_ids, s.high);
+        idp_close(c);
+    }
+}
+END_TEST
+
 START_TEST(test_leases_with_incr_stay_increasing_and_exact)
 {
     /* every 3rd allocation an incr(1) on 8 threads, then incr(n) of
@@ -772,7 +797,8 @@ int main(void)
         test_prime_failure_fails_the_open,
         test_counters_due_together_are_fetched_in_one_round_trip,
         test_leases_unique_across_threads_that_come_and_go,
-        test_leases_with_incr_stay_increasing_and_exact, NULL};
+        test_leases_with_incr_stay_increasing_and_exact,
+        test_one_thread_alone_gets_incr_with_no_gap, NULL};
     const TTest *loops[] = {test_fetches_are_ceil_n_over_batch, NULL};
     const tu_case cases[] = {
         {.name = "engine", .tests = tests, .loops = loops,
