@@ -334,8 +334,14 @@ static void mc_explain(mc_store *s, const char *key, idp_error *err)
 static int mc_put(mc_store *s, const char *key, uint64_t v, int exists,
                   uint64_t cas, int *stored, idp_error *err)
 {
+    /* Padded with spaces to 20 characters, the most a 64-bit value has:
+     * memcached then increments the value in place for good, never in a
+     * new item. A full server started with -M refuses a new item with
+     * "out of memory", and libmemcached 1.1.4 aborts the process on that
+     * answer to an incr (an assert in auto.cc). mc_parse reads the
+     * padding, as memcached writes it itself after a shrinking decr. */
     char buf[24];
-    int n = snprintf(buf, sizeof buf, "%" PRIu64, v);
+    int n = snprintf(buf, sizeof buf, "%-20" PRIu64, v);
     memcached_return_t r = exists
         ? memcached_cas(s->mc, key, strlen(key), buf, (size_t)n, 0, 0, cas)
         : memcached_add(s->mc, key, strlen(key), buf, (size_t)n, 0, 0);
