@@ -3,12 +3,16 @@
 # ID each) at a 30 ms round trip, on the embedded SQLite store and on Redis
 # and Memcached where their servers are installed, each beside its
 # metaprime=0 baseline; then the hot path (next() against an atomic
-# fetch-add, and one round trip through the engine against the raw client).
+# fetch-add, and one round trip through the engine against the raw client);
+# then, on Redis, what durable batches cost: the same 1,000 files with
+# wait_replicas=1 (each batch WAITs for a replica) beside the same without,
+# and the price of one WAIT per round trip (metaprime=0, no delay).
 #
-# Redis and Memcached are started here on free ports of 127.0.0.1 and
-# stopped at the end; the SQLite file is a fresh one under build/bench-out
+# Redis (and a replica of it) and Memcached are started here on free ports
+# of 127.0.0.1 and stopped at the end; the SQLite file is a fresh one under build/bench-out
 # (the user's default store is left alone). Writes the table to stdout and
-# build/bench-out/{files,hotpath}.{json,csv,svg} and hotpath-2t.json.
+# build/bench-out/{files,hotpath}.{json,csv,svg}, hotpath-2t.json and
+# durable{,-rt}.{json,csv}.
 #
 #   scripts/bench.sh [extra idprime bench options, e.g. --rtt-ms 10]
 set -euo pipefail
@@ -67,15 +71,35 @@ start() {
   return 1
 }
 
+# redis_query PORT COMMAND: prints the reply of the Redis on
+# 127.0.0.1:PORT to one inline command (a bulk string's text, or the line).
+redis_query() {
+  local fd line len
+  exec {fd}<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || return 1
+  printf '%s\r\n' "$2" >&"$fd"
+  if IFS= read -r -t 2 line <&"$fd" && [[ $line == \$* ]]; then
+    len=${line#\$}
+    len=${len%$'\r'}
+    IFS= read -r -d '' -N "$len" -t 2 line <&"$fd" || true
+  fi
+  exec {fd}>&-
+  printf '%s\n' "$line"
+}
+
 uris=(default)
+redis_port=
 if command -v redis-server >/dev/null; then
   port=$(free_port)
   mkdir -p "$work/redis"
-  # appendonly: the plugin warns about a Redis that would lose counters
+  # appendonly: the plugin warns about a Redis that would lose counters.
+  # repl-diskless-sync no: a diskless sync streams no writes to the replica
+  # of the last section (so it acknowledges no WAIT) until the replica's
+  # first periodic ACK, up to a second after it shows as online.
   if start redis redis-server --port "$port" --bind 127.0.0.1 \
       --dir "$work/redis" --save '' --appendonly yes --appendfsync everysec \
-      --daemonize no; then
+      --repl-diskless-sync no --daemonize no; then
     uris+=("redis://127.0.0.1:$port")
+    redis_port=$port
   fi
 else
   echo "bench.sh: redis-server is not installed: Redis skipped" >&2
@@ -102,9 +126,9 @@ export XDG_DATA_HOME=$out/data
 rm -f "$XDG_DATA_HOME/idprime/idprime.db"*
 unset IDPRIME_URI
 
-echo "== 1,000 files at a 30 ms round trip, fixed batch (low_watermark=0), each beside its baseline"
+echo "== 1,000 files at a 30 ms round trip, fixed batch (low_watermark=0 adaptive=0), each beside its baseline"
 "$idprime" bench --workload files --count 1000 --chunks 1 --rtt-ms 30 \
-  --param low_watermark=0 \
+  --param low_watermark=0 --param adaptive=0 \
   --json "$out/files.json" --csv "$out/files.csv" --plot "$out/files.svg" \
   "$@" "${uris[@]}"
 
@@ -114,4 +138,47 @@ echo "== hot path: next() on a warm pool vs an atomic fetch-add; one round trip 
   "${uris[@]}"
 echo "== hot path on 2 threads (the in-process store)"
 "$idprime" bench --workload hotpath --threads 2 --json "$out/hotpath-2t.json" mem://
-echo "== written: $out/files.{json,csv,svg} $out/hotpath.{json,csv,svg} $out/hotpath-2t.json"
+
+# Durable batches: a replica of the bench's Redis, then the same 1,000
+# files with wait_replicas=1 and without (the metaprime=0 baselines are in
+# the first table). The WAIT rides in the same round trip as its INCRBY,
+# so what it adds is the replica's acknowledgement on loopback, once per
+# batch; the second run prices that per round trip.
+rm -f "$out"/durable.{json,csv} "$out"/durable-rt.{json,csv}
+if [ -n "$redis_port" ]; then
+  primary=$redis_port
+  port=$(free_port)
+  mkdir -p "$work/replica"
+  if start replica redis-server --port "$port" --bind 127.0.0.1 \
+      --dir "$work/replica" --save '' --appendonly no \
+      --replicaof 127.0.0.1 "$primary" --daemonize no; then
+    online=
+    for _ in $(seq 1 100); do
+      if redis_query "$port" "INFO replication" | grep -q '^master_link_status:up' &&
+         redis_query "$primary" "INFO replication" | grep -q ",port=$port,state=online,"; then
+        online=1
+        break
+      fi
+      sleep 0.1
+    done
+    if [ -n "$online" ]; then
+      echo "== durable batches on Redis: 1,000 files at a 30 ms round trip with wait_replicas=1 (1 replica) and without"
+      "$idprime" bench --workload files --count 1000 --chunks 1 --rtt-ms 30 \
+        --no-baseline --json "$out/durable.json" --csv "$out/durable.csv" \
+        "$@" "redis://127.0.0.1:$primary" \
+        "redis://127.0.0.1:$primary?wait_replicas=1"
+      # 30 ms hides what one WAIT costs; with no delay injected, the
+      # baselines (one round trip per ID) show its price per round trip
+      echo "== durable batches on Redis: the same with no delay injected, where the baselines price one WAIT per round trip"
+      "$idprime" bench --workload files --count 1000 --chunks 1 \
+        --json "$out/durable-rt.json" --csv "$out/durable-rt.csv" \
+        "redis://127.0.0.1:$primary" \
+        "redis://127.0.0.1:$primary?wait_replicas=1"
+    else
+      echo "bench.sh: the replica on 127.0.0.1:$port did not come online: durable batches skipped" >&2
+    fi
+  fi
+fi
+written="$out/files.{json,csv,svg} $out/hotpath.{json,csv,svg} $out/hotpath-2t.json"
+[ ! -f "$out/durable.json" ] || written+=" $out/durable{,-rt}.{json,csv}"
+echo "== written: $written"

@@ -6,6 +6,19 @@
  *   redis:///abs/path/redis.sock?db=N                     unix socket
  *   ?db=N                                                 the database, in
  *                                                         either form
+ *   ?wait_replicas=N                                      durable batches
+ *
+ * wait_replicas=N (default 0: off) sends `WAIT N ms` right behind every
+ * write (INCRBY, the pipelined INCRBYs of incr_many: one WAIT for the whole
+ * pipeline, and raise's EVAL), in the same round trip, and fails the call
+ * unless N replicas acknowledged it: the IDs of a batch are then never
+ * served before N replicas hold the counter past them, so a failover to one
+ * of them cannot hand them out again. WAIT's own timeout is timeout_ms
+ * less a quarter of it (at least 200 ms: Redis may answer WAIT up to
+ * 100 ms after its timeout), so that its answer (N or fewer) arrives
+ * before the connection's timeout_ms and the error can say how many
+ * acknowledged.
+ * A failed WAIT leaves the increment applied on the primary: a gap.
  *
  * One connection per store handle (the host never calls two methods on one
  * handle at once). Every command has the timeout_ms deadline. A command whose
@@ -40,6 +53,10 @@
 #define RD_DEFAULT_PORT 6379
 /* Redis accepts `databases` up to INT_MAX, so db INT_MAX - 1 can exist. */
 #define RD_DB_MAX (INT_MAX - 1)
+/* wait_replicas: more replicas than anyone runs, and a bound on a typo. */
+#define RD_WAIT_REPLICAS_MAX 100
+/* WAIT's timeout is timeout_ms less a quarter of it, and at least this */
+#define RD_WAIT_MARGIN_MS 200u
 
 static const char *const rd_schemes[] = {"redis", NULL};
 
@@ -48,6 +65,12 @@ static const idp_param_spec rd_params[] = {
      .max = RD_DB_MAX,
      .help = "the Redis database to SELECT (default 0); for TCP it may "
              "also be given as the URI path, redis://host/DB, but not both"},
+    {.key = "wait_replicas", .type = IDP_PARAM_INT, .def = "0", .min = 0,
+     .max = RD_WAIT_REPLICAS_MAX,
+     .help = "durable batches: after every increment, WAIT until this many "
+             "replicas acknowledged it (within timeout_ms less max(timeout_ms/4, "
+             "200 ms)) before any of its IDs is served, else the fetch "
+             "fails; 0: no WAIT"},
     {.key = NULL},
 };
 
@@ -202,19 +225,22 @@ static int rd_lost(rd_store *s, const char *what, int e, idp_error *err)
     return rc;
 }
 
-/* Several commands in one round trip (the contract is in
- * redis_internal.h). */
-int rd_pipeline(rd_store *s, const char *what, size_t n, int argc,
-                const char **argv, redisReply **replies, idp_error *err)
+/* Several commands of any lengths in one round trip (the contract is in
+ * redis_internal.h). argcs == NULL: every command has `argc` words. */
+static int rd_send(rd_store *s, const char *what, size_t n, int argc,
+                   const int *argcs, const char **argv, redisReply **replies,
+                   idp_error *err)
 {
     rd_sigpipe g;
     rd_sigpipe_block(&g);
     int rc = IDP_OK;
-    size_t got = 0;
-    for (size_t i = 0; i < n && rc == IDP_OK; i++)
-        if (redisAppendCommandArgv(s->c, argc, argv + i * (size_t)argc,
-                                   NULL) != REDIS_OK)
+    size_t got = 0, at = 0;
+    for (size_t i = 0; i < n && rc == IDP_OK; i++) {
+        int words = argcs != NULL ? argcs[i] : argc;
+        if (redisAppendCommandArgv(s->c, words, argv + at, NULL) != REDIS_OK)
             rc = rd_lost(s, what, errno, err);
+        at += (size_t)words;
+    }
     while (rc == IDP_OK && got < n) {
         void *r = NULL;
         errno = 0;
@@ -229,6 +255,18 @@ int rd_pipeline(rd_store *s, const char *what, size_t n, int argc,
         while (got > 0)
             freeReplyObject(replies[--got]);
     return rc;
+}
+
+int rd_pipeline(rd_store *s, const char *what, size_t n, int argc,
+                const char **argv, redisReply **replies, idp_error *err)
+{
+    return rd_send(s, what, n, argc, NULL, argv, replies, err);
+}
+
+int rd_pipeline_v(rd_store *s, const char *what, size_t n, const int *argcs,
+                  const char **argv, redisReply **replies, idp_error *err)
+{
+    return rd_send(s, what, n, 0, argcs, argv, replies, err);
 }
 
 /* One command, one reply; see rd_pipeline. */
@@ -326,7 +364,9 @@ int rd_ready(rd_store *s, idp_error *err)
 {
     if (s->c != NULL) {
         struct pollfd p = {.fd = s->c->fd, .events = POLLIN};
-        if (poll(&p, 1, 0) > 0)
+        /* bytes hiredis read past the last reply (a second reply in the
+         * same segment) are as out of step as bytes still in the socket */
+        if (s->c->reader->pos < s->c->reader->len || poll(&p, 1, 0) > 0)
             rd_drop(s);
     }
     return s->c != NULL ? IDP_OK : rd_connect(s, err);
@@ -373,6 +413,48 @@ static int rd_check_n(const char *key, uint64_t n, idp_error *err)
     return IDP_OK;
 }
 
+/* ---- Durable writes: WAIT ---------------------------------------------- */
+
+/* The three words of `WAIT wait_replicas ms`, appended at argv. */
+static void rd_wait_argv(const rd_store *s, const char **argv)
+{
+    argv[0] = "WAIT";
+    argv[1] = s->wait_n;
+    argv[2] = s->wait_ms;
+}
+
+/*
+ * Judges the reply to the WAIT sent behind `what`: IDP_OK when at least
+ * wait_replicas replicas acknowledged; otherwise an error naming how many
+ * did, out of how many, within how long. The write itself stays applied on
+ * the primary, and its IDs are never served: a gap.
+ */
+static int rd_wait_reply(const rd_store *s, const char *what,
+                         const redisReply *r, idp_error *err)
+{
+    char shown[64];
+    if (r->type == REDIS_REPLY_ERROR)
+        return idp_plugin_error(err, IDP_ESTORE, "WAIT %s %s after %s on %s "
+                                "failed: %s (wait_replicas needs a primary "
+                                "that accepts WAIT)", s->wait_n, s->wait_ms,
+                                what, s->where, r->str);
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < 0)
+        return idp_plugin_error(err, IDP_ESTORE, "WAIT %s %s after %s on %s "
+                                "answered %s, not a count of replicas",
+                                s->wait_n, s->wait_ms, what, s->where,
+                                rd_describe(r, shown, sizeof shown));
+    if (r->integer < s->wait_replicas)
+        return idp_plugin_error(err, IDP_ETIMEOUT, "only %lld of %ld replicas "
+                                "acknowledged %s on %s within %s ms "
+                                "(wait_replicas=%ld): the fetch failed, none "
+                                "of its IDs is served", r->integer,
+                                s->wait_replicas, what, s->where, s->wait_ms,
+                                s->wait_replicas);
+    return IDP_OK;
+}
+
+/* ---- Increments (continued) ---------------------------------------------- */
+
 static int rd_incr(void *store, const char *key, uint64_t n, uint64_t *value,
                    idp_error *err)
 {
@@ -383,17 +465,25 @@ static int rd_incr(void *store, const char *key, uint64_t n, uint64_t *value,
     char num[24], what[256];
     snprintf(num, sizeof num, "%" PRIu64, n);
     snprintf(what, sizeof what, "INCRBY '%s' %s", key, num);
-    const char *argv[] = {"INCRBY", key, num};
-    redisReply *r;
-    if ((rc = rd_cmd(s, what, 3, argv, &r, err)) != IDP_OK)
+    /* INCRBY, then WAIT behind it in the same round trip */
+    const char *argv[6] = {"INCRBY", key, num};
+    rd_wait_argv(s, argv + 3);
+    size_t ncmd = s->wait_replicas > 0 ? 2 : 1;
+    redisReply *r[2];
+    if ((rc = rd_pipeline(s, what, ncmd, 3, argv, r, err)) != IDP_OK)
         return rc;
-    rc = rd_incr_reply(s, key, n, r, value, err);
-    freeReplyObject(r);
+    rc = rd_incr_reply(s, key, n, r[0], value, err);
+    if (rc == IDP_OK && ncmd == 2)
+        rc = rd_wait_reply(s, what, r[1], err);
+    for (size_t i = 0; i < ncmd; i++)
+        freeReplyObject(r[i]);
     return rc;
 }
 
-/* All the increments in one pipelined round trip. An op whose n is out of
- * range gets IDP_ERANGE and is not sent. */
+/* All the increments in one pipelined round trip, with one WAIT behind
+ * them when wait_replicas is set: a WAIT that falls short fails the whole
+ * call, so no op is trusted. An op whose n is out of range gets IDP_ERANGE
+ * and is not sent. */
 static int rd_incr_many(void *store, idp_incr_op *ops, size_t nops,
                         idp_error *err)
 {
@@ -401,9 +491,9 @@ static int rd_incr_many(void *store, idp_incr_op *ops, size_t nops,
     int rc = rd_ready(s, err);
     if (rc != IDP_OK)
         return rc;
-    const char **argv = calloc(nops * 3, sizeof *argv);
+    const char **argv = calloc((nops + 1) * 3, sizeof *argv);
     char (*nums)[24] = calloc(nops, sizeof *nums);
-    redisReply **replies = calloc(nops, sizeof *replies);
+    redisReply **replies = calloc(nops + 1, sizeof *replies);
     size_t *idx = calloc(nops, sizeof *idx);
     if (argv == NULL || nums == NULL || replies == NULL || idx == NULL) {
         rc = idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
@@ -423,13 +513,21 @@ static int rd_incr_many(void *store, idp_incr_op *ops, size_t nops,
     }
     char what[64];
     snprintf(what, sizeof what, "a pipeline of %zu INCRBY", n);
-    if (n > 0 && (rc = rd_pipeline(s, what, n, 3, argv, replies, err)) != IDP_OK)
+    size_t ncmd = n;
+    if (n > 0 && s->wait_replicas > 0)
+        rd_wait_argv(s, argv + 3 * ncmd++);
+    if (n > 0 &&
+        (rc = rd_pipeline(s, what, ncmd, 3, argv, replies, err)) != IDP_OK)
         goto out;
     for (size_t j = 0; j < n; j++) {
         idp_incr_op *op = &ops[idx[j]];
         op->status = rd_incr_reply(s, op->key, op->n, replies[j], &op->value,
                                    NULL);
         freeReplyObject(replies[j]);
+    }
+    if (ncmd > n) {
+        rc = rd_wait_reply(s, what, replies[n], err);
+        freeReplyObject(replies[n]);
     }
 out:
     free(argv);
@@ -485,10 +583,15 @@ static int rd_raise_to(void *store, const char *key, uint64_t value,
     char num[24], what[256], shown[64];
     snprintf(num, sizeof num, "%" PRIu64, value);
     snprintf(what, sizeof what, "raising '%s' to %s (EVAL)", key, num);
-    const char *argv[] = {"EVAL", rd_raise_script, "1", key, num};
-    redisReply *r;
-    if ((rc = rd_cmd(s, what, 5, argv, &r, err)) != IDP_OK)
+    /* EVAL, then WAIT behind it in the same round trip */
+    const char *argv[8] = {"EVAL", rd_raise_script, "1", key, num};
+    const int argcs[2] = {5, 3};
+    rd_wait_argv(s, argv + 5);
+    size_t ncmd = s->wait_replicas > 0 ? 2 : 1;
+    redisReply *rs[2], *r;
+    if ((rc = rd_pipeline_v(s, what, ncmd, argcs, argv, rs, err)) != IDP_OK)
         return rc;
+    r = rs[0];
     if (r->type == REDIS_REPLY_ERROR)
         rc = idp_plugin_error(err, IDP_ESTORE, "%s on %s failed: %s", what,
                               s->where, r->str);
@@ -497,7 +600,10 @@ static int rd_raise_to(void *store, const char *key, uint64_t value,
         rc = idp_plugin_error(err, IDP_ESTORE, "%s on %s: '%s' holds %s, not "
                               "a counter value", what, s->where, key,
                               rd_describe(r, shown, sizeof shown));
-    freeReplyObject(r);
+    else if (ncmd == 2)
+        rc = rd_wait_reply(s, what, rs[1], err);
+    for (size_t i = 0; i < ncmd; i++)
+        freeReplyObject(rs[i]);
     return rc;
 }
 
@@ -683,6 +789,49 @@ static int rd_check_config(rd_store *s, idp_error *err)
     return IDP_OK;
 }
 
+/*
+ * With wait_replicas set, says at open what the fetches will meet: a server
+ * that is itself a replica (WAIT is refused there) or fewer connected
+ * replicas than wait_replicas (every fetch fails until enough connect).
+ * Warnings only: replicas may connect later. Fails only when the
+ * connection does.
+ */
+static int rd_check_replicas(rd_store *s, idp_error *err)
+{
+    if (s->wait_replicas == 0)
+        return IDP_OK;
+    const char *argv[] = {"INFO", "replication"};
+    redisReply *r;
+    char shown[64];
+    int rc = rd_cmd(s, "INFO replication", 2, argv, &r, err);
+    if (rc != IDP_OK)
+        return rc;
+    const char *role = NULL, *conn = NULL;
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
+        role = strstr(r->str, "role:");
+        conn = strstr(r->str, "connected_slaves:");
+    }
+    if (role == NULL || conn == NULL)
+        s->host->log(s->host, IDP_LOG_INFO, "could not count the replicas of "
+                     "%s for wait_replicas=%ld: INFO replication answered %s",
+                     s->where, s->wait_replicas,
+                     rd_describe(r, shown, sizeof shown));
+    else if (strncmp(role, "role:master", 11) != 0)
+        s->host->log(s->host, IDP_LOG_WARN, "%s is a replica, not a primary: "
+                     "its increments and WAIT (wait_replicas=%ld) will fail",
+                     s->where, s->wait_replicas);
+    else {
+        long have = strtol(conn + strlen("connected_slaves:"), NULL, 10);
+        if (have < s->wait_replicas)
+            s->host->log(s->host, IDP_LOG_WARN, "%s has %ld connected "
+                         "replica%s, fewer than wait_replicas=%ld: every "
+                         "fetch fails until enough are connected", s->where,
+                         have, have == 1 ? "" : "s", s->wait_replicas);
+    }
+    freeReplyObject(r);
+    return IDP_OK;
+}
+
 /* PING: the server answers, and answers us (a NOAUTH shows here). */
 static int rd_ping(rd_store *s, idp_error *err)
 {
@@ -715,12 +864,23 @@ static int rd_open(const idp_host *host, void **store, idp_error *err)
     s->host = host;
     s->tv.tv_sec = (time_t)(host->timeout_ms / 1000);
     s->tv.tv_usec = (suseconds_t)(host->timeout_ms % 1000) * 1000;
+    /* WAIT's own timeout (0 would block forever) leaves the answer time
+     * to arrive before the connection's timeout_ms: Redis acts on it at
+     * its next server cron, up to 1000/hz ms late (100 ms at hz 10) */
+    s->wait_replicas = (long)host->param_int(host, "wait_replicas");
+    unsigned margin = host->timeout_ms / 4 > RD_WAIT_MARGIN_MS
+                          ? host->timeout_ms / 4 : RD_WAIT_MARGIN_MS;
+    unsigned wait_ms = host->timeout_ms > margin ? host->timeout_ms - margin
+                                                 : 1;
+    snprintf(s->wait_n, sizeof s->wait_n, "%ld", s->wait_replicas);
+    snprintf(s->wait_ms, sizeof s->wait_ms, "%u", wait_ms);
     int rc;
     if ((rc = rd_target(s, err)) != IDP_OK ||
         (rc = rd_credentials(s, err)) != IDP_OK ||
         (rc = rd_connect(s, err)) != IDP_OK ||
         (rc = rd_ping(s, err)) != IDP_OK ||
-        (rc = rd_check_config(s, err)) != IDP_OK) {
+        (rc = rd_check_config(s, err)) != IDP_OK ||
+        (rc = rd_check_replicas(s, err)) != IDP_OK) {
         rd_close(s);
         return rc;
     }

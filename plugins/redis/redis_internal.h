@@ -29,6 +29,10 @@ typedef struct rd_store {
     const char *password;  /* NULL: no AUTH */
     long db;
     struct timeval tv;     /* timeout_ms, for connect and every command */
+    long wait_replicas;    /* wait_replicas: WAIT for this many after every
+                              write; 0: no WAIT */
+    char wait_n[24];       /* wait_replicas as text, for WAIT */
+    char wait_ms[24];      /* WAIT's own timeout, below timeout_ms */
     char where[300];       /* "127.0.0.1:6379" or "unix socket /run/r.sock" */
 } rd_store;
 
@@ -57,6 +61,14 @@ RD_HIDDEN int rd_ready(rd_store *s, idp_error *err);
 RD_HIDDEN int rd_pipeline(rd_store *s, const char *what, size_t n, int argc,
                           const char **argv, redisReply **replies,
                           idp_error *err);
+
+/*
+ * As rd_pipeline, for commands of different lengths: command i has argcs[i]
+ * words, and argv holds them all one after the other.
+ */
+RD_HIDDEN int rd_pipeline_v(rd_store *s, const char *what, size_t n,
+                            const int *argcs, const char **argv,
+                            redisReply **replies, idp_error *err);
 
 /* One command, one reply (*reply to free with freeReplyObject); see
  * rd_pipeline. */

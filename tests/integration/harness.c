@@ -7,6 +7,10 @@
  * with PR_SET_PDEATHSIG = SIGKILL, so it dies with the thread that started
  * it: start servers from the test's main thread (Check's forked test
  * process), never from a helper thread that exits first.
+ *
+ * A Redis replica (server_start_replica) is such a server started with
+ * --replicaof the primary's loopback port; it is ready once its link is up
+ * and the primary lists it as online.
  */
 #define _GNU_SOURCE  /* nftw */
 #include <errno.h>
@@ -31,6 +35,7 @@
 #define READY_MS 5000      /* a server must answer within this */
 #define STOP_MS 5000       /* SIGTERM, then SIGKILL after this */
 #define START_ATTEMPTS 5   /* ports tried when a server cannot bind */
+#define REPLICA_UP_MS 10000 /* a replica must have synced within this */
 
 int harness_free_port(void)
 {
@@ -385,4 +390,116 @@ void server_kill(server *s)
         reap(s, STOP_MS);
         s->pid = 0;
     }
+}
+
+/*
+ * Sends one inline command to the Redis on 127.0.0.1:port and reads its
+ * reply, raw, into buf (NUL-terminated): "+OK\r\n", "-ERR ...\r\n", or
+ * "$N\r\n" and the text of a bulk string. Returns 0 when a whole reply
+ * came, -1 when not within half a second per read.
+ */
+static int redis_query(int port, const char *cmd, char *buf, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {0, 500000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    char req[256];
+    int n = snprintf(req, sizeof req, "%s\r\n", cmd);
+    size_t have = 0;
+    int rc = -1;
+    if (n <= 0 || (size_t)n >= sizeof req ||
+        connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+        goto out;
+    while (have + 1 < len) {
+        ssize_t got = recv(fd, buf + have, len - 1 - have, 0);
+        if (got <= 0)
+            goto out;
+        have += (size_t)got;
+        buf[have] = '\0';
+        const char *eol = strstr(buf, "\r\n");
+        if (eol == NULL)
+            continue;
+        size_t head = (size_t)(eol - buf) + 2;
+        if (buf[0] != '$' || have >= head + strtoul(buf + 1, NULL, 10)) {
+            rc = 0;
+            break;
+        }
+    }
+out:
+    close(fd);
+    return rc;
+}
+
+/*
+ * 1 when the replica's link to its primary is up and the primary, in turn,
+ * lists it as online, so that it streams the replica its writes and the
+ * replica acknowledges them (WAIT). After a diskless full sync "online"
+ * comes before the streaming (see server_start_replica).
+ */
+static int replica_online(const server *replica)
+{
+    char info[8192], want[64];
+    if (redis_query(replica->port, "INFO replication", info,
+                    sizeof info) != 0 ||
+        strstr(info, "\r\nmaster_link_status:up\r\n") == NULL)
+        return 0;
+    const char *mp = strstr(info, "\r\nmaster_port:");
+    if (mp == NULL)
+        return 0;
+    int primary = atoi(mp + strlen("\r\nmaster_port:"));
+    if (redis_query(primary, "INFO replication", info, sizeof info) != 0)
+        return 0;
+    snprintf(want, sizeof want, ",port=%d,state=online,", replica->port);
+    return strstr(info, want) != NULL;
+}
+
+int server_replica_wait_up(const server *replica, int ms)
+{
+    long long deadline = tu_now_ms() + ms;
+    do {
+        if (replica_online(replica))
+            return 0;
+        tu_sleep_ms(20);
+    } while (tu_now_ms() < deadline);
+    fprintf(stderr, "harness: the redis replica on 127.0.0.1:%d is not "
+            "online with its primary after %d ms\n", replica->port, ms);
+    show_log(replica);
+    return -1;
+}
+
+int server_start_replica(server *replica, const server *primary)
+{
+    if (strcmp(primary->kind, "redis") != 0 || primary->pid <= 0) {
+        fprintf(stderr, "harness: a replica needs a running redis primary\n");
+        memset(replica, 0, sizeof *replica);
+        return -1;
+    }
+    /* Diskless sync (Redis 7's default) waits 5 s for more replicas
+     * before a full sync, and then streams no writes to the replica, so it
+     * acknowledges none (WAIT), until the replica's first periodic ACK, up
+     * to a second after it shows as online. A sync through an RDB file in
+     * the primary's directory streams at once. */
+    char reply[256];
+    if (redis_query(primary->port, "CONFIG SET repl-diskless-sync no", reply,
+                    sizeof reply) != 0 ||
+        strncmp(reply, "+OK", 3) != 0)
+        fprintf(stderr, "harness: could not set repl-diskless-sync no on "
+                "127.0.0.1:%d: the replica may take seconds to acknowledge "
+                "writes\n", primary->port);
+    char extra[64];
+    snprintf(extra, sizeof extra, "--replicaof 127.0.0.1 %d", primary->port);
+    if (server_start(replica, "redis", extra) != 0)
+        return -1;
+    if (server_replica_wait_up(replica, REPLICA_UP_MS) != 0) {
+        server_stop(replica, 0);
+        return -1;
+    }
+    return 0;
 }

@@ -40,6 +40,24 @@ void server_kill(server *s);
  * reloads what it persisted). Returns 0 when it answers. */
 int server_restart(server *s);
 
+/* Starts a Redis replica of the running Redis `primary` (which must not
+ * require a password): a server like server_start's, with --replicaof
+ * 127.0.0.1 PRIMARY_PORT, and returns once it is online (as
+ * server_replica_wait_up), so it holds the primary's data and acknowledges
+ * its writes. It sets repl-diskless-sync no on the primary, so a full sync
+ * goes through a dump.rdb in the primary's directory (which a
+ * server_restart of the primary would then load). server_stop,
+ * server_kill and server_restart work on it as on any server; after
+ * server_restart, wait with server_replica_wait_up. Returns 0, or -1 with
+ * a message on stderr (nothing is left running). */
+int server_start_replica(server *replica, const server *primary);
+
+/* Waits up to ms for the replica to be online: its link to its primary
+ * up (master_link_status:up) and the primary listing it as online, so
+ * that it acknowledges writes (WAIT). Returns 0 when it is, -1 (with a
+ * message on stderr) when not in time. */
+int server_replica_wait_up(const server *replica, int ms);
+
 /* Writes "redis://127.0.0.1:PORT" (or memcached://...) plus `query` (may be
  * NULL, e.g. "?batch=10") into buf. Returns buf. */
 char *server_uri(const server *s, const char *query, char *buf, size_t len);
