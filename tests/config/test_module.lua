@@ -95,7 +95,8 @@ end)
 
 check("stats() reports the engine's counts", function()
   local c <close> = assert(idp.open("mem://stats",
-                                    {batch = 10, low_watermark = 0}))
+                                    {batch = 10, low_watermark = 0,
+                                     adaptive = 0}))
   local k = assert(c:counter("c"))
   for _ = 1, 25 do assert(k:next()) end
   local s = k:stats()
