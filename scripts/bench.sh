@@ -132,6 +132,23 @@ echo "== 1,000 files at a 30 ms round trip, fixed batch (low_watermark=0 adaptiv
   --json "$out/files.json" --csv "$out/files.csv" --plot "$out/files.svg" \
   "$@" "${uris[@]}"
 
+# The zero-wait targets, on Redis at 30 ms with the default settings
+# (adaptive batches): the original case (inode IDs only), the same with a
+# chunk per file and both counters primed at open, and a steady 100,000
+# IDs/s for 10 s without and with the counter primed.
+if [ -n "$redis_port" ]; then
+  r="redis://127.0.0.1:$redis_port"
+  echo "== default settings on Redis at 30 ms: 1,000 files (inode only); 1,000 files + chunks, primed; steady 100,000 IDs/s for 10 s, then primed"
+  "$idprime" bench --workload files --count 1000 --chunks 0 --rtt-ms 30 \
+    --no-baseline --json "$out/adaptive-files.json" "$@" "$r"
+  "$idprime" bench --workload files --count 1000 --chunks 1 --rtt-ms 30 \
+    --no-baseline --param prime=inode,chunk --json "$out/adaptive-files-primed.json" "$@" "$r"
+  "$idprime" bench --workload steady --rate 100000 --seconds 10 --rtt-ms 30 \
+    --no-baseline --no-progress --json "$out/adaptive-steady.json" "$@" "$r"
+  "$idprime" bench --workload steady --rate 100000 --seconds 10 --rtt-ms 30 \
+    --no-baseline --no-progress --param prime=steady --json "$out/adaptive-steady-primed.json" "$@" "$r"
+fi
+
 echo "== hot path: next() on a warm pool vs an atomic fetch-add; one round trip through the engine vs the raw client"
 "$idprime" bench --workload hotpath --threads 1 \
   --json "$out/hotpath.json" --csv "$out/hotpath.csv" --plot "$out/hotpath.svg" \
@@ -180,5 +197,6 @@ if [ -n "$redis_port" ]; then
   fi
 fi
 written="$out/files.{json,csv,svg} $out/hotpath.{json,csv,svg} $out/hotpath-2t.json"
+[ ! -f "$out/adaptive-steady.json" ] || written+=" $out/adaptive-*.json"
 [ ! -f "$out/durable.json" ] || written+=" $out/durable{,-rt}.{json,csv}"
 echo "== written: $written"
