@@ -11,7 +11,7 @@ function(idprime_add_plugin name)
     LIBRARY_OUTPUT_DIRECTORY ${IDPRIME_PLUGIN_BUILD_DIR}
     C_VISIBILITY_PRESET hidden)
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/framework/include)
-  target_link_options(${target} PRIVATE -Wl,--no-undefined)
+  target_link_options(${target} PRIVATE ${IDPRIME_NO_UNDEFINED})
   foreach(pkg IN LISTS P_PKG)
     string(MAKE_C_IDENTIFIER "${pkg}" var)
     pkg_check_modules(PC_${var} REQUIRED IMPORTED_TARGET ${pkg})

@@ -24,3 +24,5 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "== build and test under ThreadSanitizer (no suppressions)"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   run_suite build-tsan -DIDPRIME_SANITIZE=thread
+echo "== fuzz: replay the seed corpora, then a short libFuzzer run of each target"
+scripts/fuzz.sh

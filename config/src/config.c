@@ -177,6 +177,48 @@ static key_info engine_key(const char *key)
     return q;
 }
 
+/* A key given in defaults: an engine key ("batch"), a per-counter one
+ * ("inode_batch", checked as NAME_batch; the longest suffix wins, as the
+ * engine reads "inode_max_batch"), or the plugin's (not found). */
+static key_info defaults_key(const char *key)
+{
+    key_info q = engine_key(key);
+    if (q.found)
+        return q;
+    size_t kl = strlen(key);
+    key_info best = q;
+    size_t best_len = 0;
+    for (size_t i = 1; i + 1 < kl && i < MAX_NAME; i++) {
+        if (key[i] != '_')
+            continue;
+        char doc[MAX_NAME + 8];
+        snprintf(doc, sizeof doc, "NAME_%s", key + i + 1);
+        key_info s = engine_key(doc);
+        if (s.found && kl - i - 1 > best_len) {
+            best = s;
+            best.key = key;
+            best_len = kl - i - 1;
+        }
+    }
+    return best;
+}
+
+/* prime = "inode,chunk": counter names, comma-separated, as the engine
+ * reads them (an empty list primes nothing). */
+static int valid_name(const char *s, size_t len);
+static int valid_prime(const char *list)
+{
+    for (const char *p = list; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        if (!valid_name(p, n))
+            return 0;
+        p += n;
+        if (*p == ',' && *++p == '\0')
+            return 0;
+    }
+    return 1;
+}
+
 /* 1 when `s` is a valid counter name or key: [A-Za-z0-9_.:-], 1..200. */
 static int valid_name(const char *s, size_t len)
 {
@@ -284,9 +326,13 @@ static void read_defaults(lua_State *L, const loader *ld)
             field_error(L, ld, keys, 1, "every key must be a setting's name "
                         "([A-Za-z0-9_.:-])");
         }
-        key_info q = engine_key(keys[1]);
+        key_info q = defaults_key(keys[1]);
         char value[MAX_VALUE + 1];
         value_text(L, ld, keys, 2, &q, value, sizeof value);
+        if (strcmp(keys[1], "prime") == 0 && !valid_prime(value))
+            field_error(L, ld, keys, 2, "expected counter names, "
+                        "comma-separated (\"inode,chunk\"), got \"%.60s\"",
+                        value);
         add_param(L, ld->cfg, keys[1], value);
     }
 }

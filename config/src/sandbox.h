@@ -15,6 +15,10 @@
 
 #define SB_HIDDEN __attribute__((visibility("hidden")))
 
+/* A VM instruction takes a few ns (tens under sanitizers); CPU time beyond
+ * this per instruction is charged as more instructions. */
+#define SB_NS_PER_INSTRUCTION 250
+
 typedef struct sandbox {
     lua_State *L;
     const char *path;      /* the script, for messages */
@@ -26,6 +30,8 @@ typedef struct sandbox {
     int exhausted;         /* the budget ran out in this call */
     int stop_line;         /* the line running when it did */
     int line;              /* the script line last entered */
+    uint64_t cpu_mark;     /* thread CPU time (ns) at the last count */
+    const char *why;       /* what ran out of budget, when not the VM */
     int closing;           /* lua_close is running: no more warnings */
     idp_log_fn log;
     void *log_ud;
@@ -49,9 +55,14 @@ SB_HIDDEN void sandbox_close(sandbox *sb);
 
 /*
  * Calls fn(ud) in protected mode with at most `instructions` VM
- * instructions. Returns 0, or -1 with msg filled ("FILE:LINE: ..."): a Lua
- * error, the instruction cap, or the memory cap (even if the script caught
- * the error). The stack is left empty.
+ * instructions. Work a single instruction does in C counts too: every
+ * SB_NS_PER_INSTRUCTION of CPU time is one instruction (so comparing or
+ * joining strings of megabytes in a loop is capped like any loop), and a
+ * library call that could outrun what is left (a string pattern that
+ * backtracks, table.move over a huge range) is refused before it starts.
+ * Returns 0, or -1 with msg filled ("FILE:LINE: ..."): a Lua error, the
+ * instruction cap, or the memory cap (even if the script caught the
+ * error). The stack is left empty.
  */
 SB_HIDDEN int sandbox_call(sandbox *sb, lua_CFunction fn, void *ud,
                            uint64_t instructions, char *msg, size_t len);

@@ -57,6 +57,19 @@ static int has_scheme(const idp_plugin *tab, const char *scheme)
     return 0;
 }
 
+/* 1 when a URI can name the scheme: uri_parse accepts [A-Za-z][A-Za-z0-9+.-]*
+ * and lowers it, so only the lower-case spelling is ever looked up. */
+static int valid_scheme(const char *s)
+{
+    if (!(*s >= 'a' && *s <= 'z'))
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '+' || *s == '-' || *s == '.'))
+            return 0;
+    return 1;
+}
+
 int dispatcher_validate(const idp_plugin *tab, const char *file_name,
                         idp_error *err)
 {
@@ -86,9 +99,11 @@ int dispatcher_validate(const idp_plugin *tab, const char *file_name,
         return idp_seterr(err, IDP_EPLUGIN, "plugin '%s' declares no scheme",
                           tab->name);
     for (const char *const *s = tab->schemes; *s != NULL; s++)
-        if (**s == '\0' || strpbrk(*s, ":/?") != NULL)
+        if (!valid_scheme(*s))
             return idp_seterr(err, IDP_EPLUGIN, "plugin '%s' declares a bad "
-                              "scheme '%s'", tab->name, *s);
+                              "scheme '%s' (a URI scheme in lower case: a "
+                              "letter, then letters, digits, '+', '-' or "
+                              "'.')", tab->name, *s);
     if (tab->open == NULL || tab->close == NULL || tab->incr == NULL ||
         tab->get == NULL)
         return idp_seterr(err, IDP_EPLUGIN, "plugin '%s' lacks a required "

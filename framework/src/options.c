@@ -115,9 +115,11 @@ int options_check(const idp_param_spec *spec, const char *key,
         }
         if (*p != '\0')
             goto nan;
-        if (v > (uint64_t)INT64_MAX)
+        /* a negative number reaches INT64_MIN, one more than INT64_MAX */
+        if (v > (uint64_t)INT64_MAX + (uint64_t)neg)
             goto range;
-        int64_t s = neg ? -(int64_t)v : (int64_t)v;
+        int64_t s = !neg ? (int64_t)v
+                    : v > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)v;
         if (s < spec->min || s > spec->max)
             goto range;
         if (num != NULL)
@@ -142,10 +144,23 @@ int options_check_specs(const idp_param_spec *specs, idp_error *err)
         if (!options_valid_name(s->key, strlen(s->key)))
             return idp_seterr(err, IDP_EPLUGIN, "parameter key '%s' is not a "
                               "valid name", s->key);
-        for (size_t i = 0; i < NROWS; i++)
-            if (strcmp(s->key, engine_rows[i].spec.key) == 0)
+        /* "batch", and "NAME_batch" too: apply() gives a key to the
+         * plugin first, so such a key would take the engine's setting of
+         * counter NAME (the built-in inode_batch=256 included) */
+        size_t kl = strlen(s->key);
+        for (size_t i = 0; i < NROWS; i++) {
+            const char *ek = engine_rows[i].spec.key;
+            size_t el = strlen(ek);
+            if (strcmp(s->key, ek) == 0)
                 return idp_seterr(err, IDP_EPLUGIN, "parameter '%s' is an "
                                   "engine key", s->key);
+            if (engine_rows[i].scope == COUNTER && kl >= el + 2 &&
+                s->key[kl - el - 1] == '_' &&
+                strcmp(s->key + kl - el, ek) == 0)
+                return idp_seterr(err, IDP_EPLUGIN, "parameter '%s' is an "
+                                  "engine key (NAME_%s sets %s of counter "
+                                  "NAME)", s->key, ek, ek);
+        }
         for (const idp_param_spec *t = specs; t != s; t++)
             if (strcmp(t->key, s->key) == 0)
                 return idp_seterr(err, IDP_EPLUGIN, "parameter '%s' is "
@@ -169,8 +184,11 @@ int options_check_specs(const idp_param_spec *specs, idp_error *err)
         }
         if (s->def != NULL) {
             int rc = options_check(s, s->key, s->def, NULL, err);
-            if (rc != IDP_OK)
-                return idp_prefixerr(err, "bad default");
+            if (rc != IDP_OK) {
+                /* not idp_prefixerr's answer: IDP_OK when err is NULL */
+                idp_prefixerr(err, "bad default");
+                return rc;
+            }
         }
     }
     return IDP_OK;

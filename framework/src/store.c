@@ -25,6 +25,8 @@ static int64_t host_param_int(const idp_host *h, const char *key)
 }
 
 static void vlog(const store *s, int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void vlog(const store *s, int level, const char *fmt, va_list ap)
 {
     if (s->log == NULL)
         return;

@@ -190,6 +190,32 @@ START_TEST(test_runtime_error_names_file_line)
 }
 END_TEST
 
+START_TEST(test_long_calls_into_c_are_stopped)
+{
+    /* One instruction that would run for hours inside C, where the count
+     * hook never runs: each is refused (or cut short) within seconds. */
+    long long t0 = tu_now_ms();
+    refused("backtrack.lua",
+            "local s = ('a'):rep(30000)\n"
+            "local x = s:find(('a*'):rep(20) .. 'b')\n", "backtrack.lua:2:",
+            "instruction limit");
+    refused("move.lua", "table.move({}, 1, 2^62, 1)\n", "move.lua:1:",
+            "instruction limit");
+    refused("len.lua",
+            "local t = setmetatable({}, {__len = function() return 1e15 end})\n"
+            "table.insert(t, 1, 'x')\n", "len.lua:2:", NULL);
+    refused("cmp.lua",
+            "local a, b = ('x'):rep(2^21), ('x'):rep(2^21)\n"
+            "while a == b do end\n", "cmp.lua:2:", "instruction limit");
+    ck_assert_int_lt(tu_now_ms() - t0, 30000);
+    /* an empty piece repeated endlessly is the empty string, at once */
+    idp_config *cfg = load_ok(script("rep.lua",
+        "local e = string.rep('', math.maxinteger)\n"
+        "return {uri = 'mem://' .. e}\n"));
+    idp_config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_endless_loop_is_stopped)
 {
     refused("loop.lua", "local n = 0\nwhile true do n = n + 1 end\n",
@@ -634,7 +660,7 @@ int main(void)
         test_uri_parameters_override_the_config,
         test_syntax_error_names_file_line,
         test_runtime_error_names_file_line,
-        test_endless_loop_is_stopped,
+        test_endless_loop_is_stopped, test_long_calls_into_c_are_stopped,
         test_memory_bomb_is_stopped,
         test_bytecode_is_refused,
         test_metatable_tricks_are_refused,

@@ -16,7 +16,11 @@
  * It is loaded as text only (never bytecode) in a sandbox: no io, os,
  * package/require, load/loadfile/dofile, debug, collectgarbage, string.dump;
  * print() and warn() go to the log callback; instructions and memory are
- * capped. Every error names FILE:LINE.
+ * capped. Time spent in C counts against the instruction cap (250 ns of
+ * CPU an instruction, so a loop over megabyte strings stops like any
+ * loop), a string pattern or table.move that could outrun what is left is
+ * refused before it starts, and table.insert/remove/sort refuse a table
+ * with a __len metamethod. Every error names FILE:LINE.
  *
  *   idp_config *cfg = idp_config_load("redis.lua", NULL, &err);
  *   idp_options opt = {.size = sizeof opt};

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (tests/fuzz) with clang, ASan and UBSan in
+# build-fuzz/, replays their seed corpora, then fuzzes each for a bounded
+# time over a copy of its seeds. Exits non-zero if any target crashes,
+# leaks, times out or breaks an invariant; the reproducer is kept in
+# build-fuzz/fuzz-out/<target>/ (crash-*, leak-*, timeout-*, oom-*).
+#
+#   scripts/fuzz.sh                 every target, FUZZ_SECONDS each
+#   scripts/fuzz.sh uri config      only these
+#
+# Environment: FUZZ_SECONDS (default 40 per target), FUZZ_BUILD_DIR
+# (default build-fuzz), FUZZ_JOBS (build parallelism, default nproc).
+# Reproduce a finding: build-fuzz/tests/fuzz/idprime-fuzz-<t> <file>.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${FUZZ_SECONDS:-40}
+dir=${FUZZ_BUILD_DIR:-build-fuzz}
+jobs=${FUZZ_JOBS:-$(nproc)}
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(uri config plugin)
+
+# clang brings libFuzzer (libclang-rt-*-dev, a dependency of Debian's clang)
+if ! command -v clang >/dev/null 2>&1; then
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  echo "== installing clang"
+  "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q \
+    --no-install-recommends clang
+fi
+
+echo "== configure $dir (clang, ASan+UBSan, IDPRIME_FUZZ=ON)"
+cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DIDPRIME_FUZZ=ON -DIDPRIME_SANITIZE=address,undefined >/dev/null
+echo "== build the fuzz targets"
+cmake --build "$dir" -j"$jobs" --target idprime-fuzzers
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1:quarantine_size_mb=64}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+echo "== replay the seed corpora"
+if ! ctest --test-dir "$dir" -L fuzz --output-on-failure; then
+  echo "a seed of tests/fuzz/corpus fails: fix that first (no fuzzing run)" >&2
+  exit 1
+fi
+
+# per-target limits: inputs longer than these teach nothing new
+declare -A max_len=([uri]=1024 [config]=4096 [plugin]=2048)
+
+failed=()
+for t in "${targets[@]}"; do
+  bin=$dir/tests/fuzz/idprime-fuzz-$t
+  seeds=tests/fuzz/corpus/$t
+  [ -x "$bin" ] && [ -d "$seeds" ] || { echo "unknown target '$t'" >&2; exit 2; }
+  out=$dir/fuzz-out/$t
+  rm -rf "$out"
+  mkdir -p "$out/corpus" "$out/artifacts"
+  cp "$seeds"/* "$out/corpus/"   # the fuzzer adds to the copy, never to tests/
+  echo "== fuzz $t for ${seconds}s"
+  start=$SECONDS
+  if "$bin" "$out/corpus" -dict="tests/fuzz/$t.dict" \
+       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+       -max_len="${max_len[$t]:-4096}" -print_final_stats=1 \
+       -artifact_prefix="$out/artifacts/" >"$out/log" 2>&1; then
+    echo "   ok in $((SECONDS - start))s: $(grep -E '^#[0-9]+' "$out/log" | tail -1)"
+  else
+    echo "   FAILED: $t (log $out/log, reproducer in $out/artifacts/)" >&2
+    grep -E -m1 -A30 'ERROR:|fuzz invariant|runtime error|SUMMARY' "$out/log" >&2 || tail -40 "$out/log" >&2
+    failed+=("$t")
+  fi
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzzing found problems in: ${failed[*]}" >&2
+  exit 1
+fi
+echo "== fuzzing: no findings (${targets[*]}, ${seconds}s each)"

@@ -1,0 +1,4 @@
+return {
+  defaults = { inode_batch = 512 },
+  counters = { inode = { batch = 256 } },
+}

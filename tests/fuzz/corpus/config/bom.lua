@@ -1,0 +1,2 @@
+﻿-- with a byte order mark
+return { defaults = { batch = "512" } }

@@ -1,0 +1,2 @@
+return { defaults = { batch = 512, }
+  counters = nil
