@@ -101,6 +101,8 @@ typedef struct bench_result {
     int stopped;               /* stopped at the time limit */
     /* hotpath */
     double atomic_ids_per_s;   /* bare atomic fetch-add, same threads */
+    double next1_ids_per_s;    /* next() on one thread, in the same rounds
+                                  (threads > 1 only) */
     int has_raw;               /* the raw-client comparison ran */
     char raw_client[16];       /* "hiredis", "libmemcached" */
     uint64_t raw_roundtrips;   /* round trips per side */

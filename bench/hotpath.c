@@ -170,6 +170,15 @@ int hotpath_pool(const bench_config *cfg, idp_counter *ctr, monitor *m,
         double ta = timed_round(loop_atomic, w, nt, msg, len);
         if (ta < 0)
             return BENCH_EWORK;
+        if (nt > 1) { /* one thread, in the same round: the scaling */
+            w[0] = (hp_worker){.ctr = ctr, .n = n};
+            double t1 = timed_round(loop_next, w, 1, msg, len);
+            if (t1 < 0)
+                return BENCH_EWORK;
+            out->calls += n;
+            if ((double)n / t1 > out->next1_ids_per_s)
+                out->next1_ids_per_s = (double)n / t1;
+        }
         for (unsigned i = 0; i < nt; i++)
             w[i] = (hp_worker){.ctr = ctr, .n = n};
         double tn = timed_round(loop_next, w, nt, msg, len);

@@ -22,6 +22,8 @@ typedef struct hp_pool {
     double wall_s;            /* the best next() round */
     double next_ids_per_s;    /* best round */
     double atomic_ids_per_s;  /* best round */
+    double next1_ids_per_s;   /* best round of next() on one thread, when
+                                 the run has several (the scaling) */
     uint64_t calls;           /* next() calls in all rounds */
     histogram *hist;          /* a timed pass after the rounds; caller frees */
 } hp_pool;

@@ -116,6 +116,12 @@ void bench_table(FILE *f, const bench_results *rs)
                     r->store, n, a, r->threads, r->threads == 1 ? "" : "s",
                     r->atomic_ids_per_s > 0 ? r->ids_per_s / r->atomic_ids_per_s
                                             : 0);
+            if (r->next1_ids_per_s > 0) {
+                human_rate(n, sizeof n, r->next1_ids_per_s);
+                fprintf(f, "%s hotpath: next() on 1 thread %sIDs/s in the "
+                        "same rounds: %u threads/1 thread %.2f\n", r->store,
+                        n, r->threads, r->ids_per_s / r->next1_ids_per_s);
+            }
             if (r->has_raw)
                 fprintf(f, "%s hotpath: one round trip at batch=1: engine "
                         "%.1f us, raw %s %.1f us: engine/raw %.3f (%llu round "
@@ -196,6 +202,9 @@ int bench_json(FILE *f, const bench_results *rs)
         if (r->workload == BENCH_HOTPATH) {
             fprintf(f, ",\"atomic_ids_per_s\":%.3f",
                     num(r->atomic_ids_per_s));
+            if (r->next1_ids_per_s > 0)
+                fprintf(f, ",\"next_1thread_ids_per_s\":%.3f",
+                        num(r->next1_ids_per_s));
             if (r->has_raw) {
                 fputs(",\"raw_client\":", f);
                 json_string(f, r->raw_client);

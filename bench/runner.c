@@ -433,6 +433,7 @@ static int run_one(const bench_config *cfg, const bench_target *t,
         res->wall_s = hp.wall_s;
         res->ids_per_s = hp.next_ids_per_s;
         res->atomic_ids_per_s = hp.atomic_ids_per_s;
+        res->next1_ids_per_s = hp.next1_ids_per_s;
     } else {
         wl_out wo;
         rc = workload_run(cfg, ctr, &m, &wo, msg, len);
