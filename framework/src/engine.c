@@ -461,7 +461,13 @@ static int alloc_slow(idp_counter *c, uint64_t n, const claim *missed,
             continue;
         }
         uint64_t size = next_batch(c);
-        if ((rc = fetch_sync(c, n > size ? n : size, 1, NULL, e)) != IDP_OK)
+        size = n > size ? n : size;
+        rc = fetch_sync(c, size, 1, NULL, e);
+        /* Near 2^63 a whole batch may not fit where what this call needs
+         * still does: fetch just that. */
+        if (rc == IDP_ERANGE && size > n)
+            rc = fetch_sync(c, n, 1, NULL, e);
+        if (rc != IDP_OK)
             break;
     }
     /* Keep the offset bits far from overflowing into the generation. */

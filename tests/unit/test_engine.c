@@ -592,6 +592,23 @@ START_TEST(test_2_pow_63_is_an_error_not_a_wrap)
 }
 END_TEST
 
+START_TEST(test_near_2_pow_63_the_last_ids_are_served)
+{
+    /* 7 IDs are left below 2^63: a batch of 256 does not fit, the caller's
+     * one ID does, and so on to the last one */
+    idp_client *c = tu_open("mem://last7?batch=256&adaptive=0", NULL);
+    idp_counter *k = tu_counter(c, "c");
+    ck_assert_int_eq(idp_control(c, "set c 9223372036854775800", &err), IDP_OK);
+    for (uint64_t want = IDP_MAX_VALUE - 6; want <= IDP_MAX_VALUE; want++)
+        ck_assert_uint_eq(tu_next(k), want);
+    uint64_t id = 0;
+    ck_assert_int_eq(idp_next(k, &id, &err), IDP_ERANGE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "2^63"));
+    ck_assert_uint_eq(id, 0);
+    idp_close(c);
+}
+END_TEST
+
 START_TEST(test_incr_is_incrby)
 {
     idp_client *c = tu_open("mem://incr?batch=100&low_watermark=0&adaptive=0", NULL);
@@ -798,7 +815,8 @@ int main(void)
         test_counters_due_together_are_fetched_in_one_round_trip,
         test_leases_unique_across_threads_that_come_and_go,
         test_leases_with_incr_stay_increasing_and_exact,
-        test_one_thread_alone_gets_incr_with_no_gap, NULL};
+        test_one_thread_alone_gets_incr_with_no_gap,
+        test_near_2_pow_63_the_last_ids_are_served, NULL};
     const TTest *loops[] = {test_fetches_are_ceil_n_over_batch, NULL};
     const tu_case cases[] = {
         {.name = "engine", .tests = tests, .loops = loops,
