@@ -326,6 +326,7 @@ static int fetch_sync(idp_counter *c, uint64_t n, int to_pool, uint64_t *last,
     return rc;
 }
 
+
 /* Waits for the fetch in flight to finish, bounded well beyond the store's
  * own timeout. Called with c->mu held. */
 static int wait_fetch(idp_counter *c, idp_error *e)
@@ -461,13 +462,11 @@ static int alloc_slow(idp_counter *c, uint64_t n, const claim *missed,
             continue;
         }
         uint64_t size = next_batch(c);
-        size = n > size ? n : size;
-        rc = fetch_sync(c, size, 1, NULL, e);
         /* Near 2^63 a whole batch may not fit where what this call needs
-         * still does: fetch just that. */
-        if (rc == IDP_ERANGE && size > n)
-            rc = fetch_sync(c, n, 1, NULL, e);
-        if (rc != IDP_OK)
+         * still does: no more than is left above the highest value held. */
+        if (c->high > 0 && size > IDP_MAX_VALUE - c->high)
+            size = IDP_MAX_VALUE - c->high;
+        if ((rc = fetch_sync(c, n > size ? n : size, 1, NULL, e)) != IDP_OK)
             break;
     }
     /* Keep the offset bits far from overflowing into the generation. */

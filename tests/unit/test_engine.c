@@ -594,13 +594,17 @@ END_TEST
 
 START_TEST(test_near_2_pow_63_the_last_ids_are_served)
 {
-    /* 7 IDs are left below 2^63: a batch of 256 does not fit, the caller's
-     * one ID does, and so on to the last one */
-    idp_client *c = tu_open("mem://last7?batch=256&adaptive=0", NULL);
+    /* 300 IDs are left below 2^63 when this client fetches 256; the next
+     * batch of 256 does not fit, what is left (44) does, to the last one */
+    idp_client *c = tu_open("mem://last?batch=256&adaptive=0", NULL);
     idp_counter *k = tu_counter(c, "c");
-    ck_assert_int_eq(idp_control(c, "set c 9223372036854775800", &err), IDP_OK);
-    for (uint64_t want = IDP_MAX_VALUE - 6; want <= IDP_MAX_VALUE; want++)
+    ck_assert_int_eq(idp_control(c, "set c 9223372036854775507", &err), IDP_OK);
+    for (uint64_t want = IDP_MAX_VALUE - 299; want <= IDP_MAX_VALUE; want++)
         ck_assert_uint_eq(tu_next(k), want);
+    idp_counter_stats s;
+    idp_counter_stats_get(k, &s);
+    ck_assert_uint_eq(s.prime_calls, 2);
+    ck_assert_uint_eq(s.errors, 0);
     uint64_t id = 0;
     ck_assert_int_eq(idp_next(k, &id, &err), IDP_ERANGE);
     ck_assert_ptr_nonnull(strstr(err.msg, "2^63"));
