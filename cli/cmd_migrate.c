@@ -43,7 +43,7 @@ static int migrate_one(idp_client *from, idp_client *to, const char *name,
     int exists;
     if (idp_get(from, name, &v, &exists, &err) != IDP_OK) {
         cli_error("migrate", "%s: reading FROM: %s", name, err.msg);
-        return EXIT_WORK;
+        return err.code == IDP_EINVAL ? EXIT_USAGE : EXIT_WORK; /* a bad name */
     }
     if (!exists) {
         printf("%s: not in FROM, skipped\n", name);
@@ -119,8 +119,9 @@ int cmd_migrate(int argc, char **argv)
         size_t n = first == argc ? ns.n : (size_t)(argc - first);
         for (size_t i = 0; i < n; i++) {
             const char *name = first == argc ? ns.v[i] : argv[first + (int)i];
-            if (migrate_one(from, to, name, dry) != 0)
-                rc = EXIT_WORK;
+            int one = migrate_one(from, to, name, dry);
+            if (one != 0 && rc != EXIT_USAGE)
+                rc = one;
         }
     }
     for (size_t i = 0; i < ns.n; i++)

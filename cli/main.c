@@ -211,9 +211,15 @@ int main(int argc, char **argv)
         printf("idprime %s\n", IDP_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(cmd, commands[i].name) == 0)
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(cmd, commands[i].name) == 0) {
+            /* getopt's own messages start with argv[0]: "idprime next: ..." */
+            static char shown[64];
+            snprintf(shown, sizeof shown, "idprime %s", commands[i].name);
+            argv[1] = shown;
             return commands[i].fn(argc - 1, argv + 1);
+        }
+    }
     fprintf(stderr, "idprime: unknown command '%s'\n\n%s", cmd, usage);
     return EXIT_USAGE;
 }
