@@ -114,11 +114,20 @@ static int sizing(const idp_counter *c)
     return c->adaptive && c->client->policy == NULL && !c->legacy;
 }
 
-/* The batch of the fetch being set up now. Called with c->mu held. */
+static uint64_t sized_batch(idp_counter *c);
+
+/* The batch of the fetch being set up now: near 2^63, no more than is left
+ * above the highest value held, so the last IDs are served. Called with
+ * c->mu held. */
 static uint64_t next_batch(idp_counter *c)
 {
-    if (!sizing(c))
-        return c->batch;
+    uint64_t b = sizing(c) ? sized_batch(c) : c->batch;
+    uint64_t left = IDP_MAX_VALUE - c->high;
+    return c->high > 0 && left > 0 && b > left ? left : b;
+}
+
+static uint64_t sized_batch(idp_counter *c)
+{
     uint64_t t = atomic_load_explicit(&c->ticket, memory_order_relaxed);
     uint64_t off = t >> OFF_BITS == c->gen ? t & OFF_MASK : c->cur_len;
     double left = off < c->cur_len ? (double)(c->cur_len - off) : 0;
@@ -157,7 +166,9 @@ static void sample_rate(idp_counter *c, uint64_t used, double now)
  * ready already. Called with c->mu held. */
 static void request_async(idp_counter *c)
 {
-    if (c->inflight || c->has_ready || c->legacy)
+    /* at 2^63 - 1 nothing is left to fetch: the caller that needs an ID
+     * gets the error */
+    if (c->inflight || c->has_ready || c->legacy || c->high == IDP_MAX_VALUE)
         return;
     c->want_gen = c->gen;
     if (c->queued)
@@ -462,10 +473,6 @@ static int alloc_slow(idp_counter *c, uint64_t n, const claim *missed,
             continue;
         }
         uint64_t size = next_batch(c);
-        /* Near 2^63 a whole batch may not fit where what this call needs
-         * still does: no more than is left above the highest value held. */
-        if (c->high > 0 && size > IDP_MAX_VALUE - c->high)
-            size = IDP_MAX_VALUE - c->high;
         if ((rc = fetch_sync(c, n > size ? n : size, 1, NULL, e)) != IDP_OK)
             break;
     }
