@@ -178,7 +178,8 @@ END_TEST
 
 START_TEST(test_adaptive_batch_never_below_the_floor)
 {
-    /* 3 x ~1000/s x 5 ms = 15, below the floor of 64: every batch is 64 */
+    /* 2 x ~1000/s x 5 ms = 10, below the floor of 64: every batch is 64;
+     * the 16 IDs left at the watermark last 16 ms, a fetch 5 ms */
     idp_client *c = tu_open("mem://floor?delay_ms=5&batch=64", NULL);
     idp_counter *k = tu_counter(c, "c");
     take(k, 0, 300, 1000);
