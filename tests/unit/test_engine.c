@@ -158,13 +158,13 @@ START_TEST(test_adaptive_batch_grows_to_max_batch_and_shrinks_back)
     /* a 10 ms round trip, floor 8, ceiling 256 */
     idp_client *c = tu_open("mem://grow?delay_ms=10&batch=8&max_batch=256", NULL);
     idp_counter *k = tu_counter(c, "c");
-    /* as fast as one thread goes: 3 x rate x 10 ms is far above 256 */
+    /* as fast as one thread goes: 2 x rate x 10 ms is far above 256 */
     uint64_t last = take(k, 0, 3000, 0);
     idp_counter_stats fast = tu_settle(k);
     ck_assert_uint_eq(fast.batch, 256);              /* capped, not more */
     ck_assert_uint_lt(fast.prime_calls, 3000 / 8 / 4); /* it grew */
     ck_assert_uint_eq(fast.ids_served, 3000);
-    /* about 800 IDs/s: 3 x 800/s x 10 ms = 24, so back near the floor
+    /* about 800 IDs/s: 2 x 800/s x 10 ms = 16, so back near the floor
      * once the big batches fetched before are used up */
     last = take(k, last, 800, 1000);
     idp_counter_stats slow = tu_settle(k);
