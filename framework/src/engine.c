@@ -563,9 +563,8 @@ static void lease_grow(lease *l, uint64_t len)
 }
 
 /* Counts n IDs this thread held as given up: a gap. */
-static void lease_gap(idp_counter *c, lease *l, uint64_t n)
+static void lease_gap(idp_counter *c, uint64_t n)
 {
-    (void)l;
     if (n > 0)
         atomic_fetch_add_explicit(&c->lease_dropped, n, memory_order_relaxed);
 }
@@ -576,11 +575,8 @@ static void lease_drop(idp_counter *c, lease *l)
 {
     uint64_t next = atomic_load_explicit(&l->next, memory_order_relaxed);
     uint64_t end = atomic_load_explicit(&l->end, memory_order_relaxed);
-    if (end > next) {
-        atomic_store_explicit(&l->next, end, memory_order_relaxed);
-        atomic_fetch_add_explicit(&c->lease_dropped, end - next,
-                                  memory_order_relaxed);
-    }
+    atomic_store_explicit(&l->next, end, memory_order_relaxed);
+    lease_gap(c, end - next);
 }
 
 /*
@@ -618,7 +614,7 @@ static int refill(idp_counter *c, uint64_t n, uint64_t *first, idp_error *e)
         prefetch_trigger(c, &cl);
     if (r != CLAIM_MISS) {
         if (cl.first != own_end) { /* it does not run on: a gap */
-            lease_gap(c, l, own_end - own);
+            lease_gap(c, own_end - own);
             own = cl.first;
         }
         own_end = cl.first + cl.got;
@@ -642,10 +638,10 @@ static int refill(idp_counter *c, uint64_t n, uint64_t *first, idp_error *e)
         *first = own;
         return IDP_OK;
     }
-    lease_gap(c, l, own_end - own);
+    lease_gap(c, own_end - own);
     if (rc != IDP_OK)
         return rc;
-    lease_gap(c, l, more); /* too late: taken, but not a run of n */
+    lease_gap(c, more); /* too late: taken, but not a run of n */
     claim none = {0};
     return alloc_slow(c, n, &none, first, e);
 }
@@ -712,40 +708,69 @@ API int idp_incr(idp_counter *c, uint64_t n, uint64_t *last, idp_error *err)
 
 #define WORK_CHUNK 32
 
+/* Counters fetched together: one store call (one round trip where the store
+ * pipelines). */
+typedef struct fetch_set {
+    idp_counter *c[WORK_CHUNK];
+    idp_incr_op ops[WORK_CHUNK];
+    size_t k;
+} fetch_set;
+
+/* Adds c, in flight from now on, with the batch sized now. Called with
+ * c->mu held and fs not full. */
+static void set_add(fetch_set *fs, idp_counter *c)
+{
+    c->inflight = 1;
+    fs->ops[fs->k] = (idp_incr_op){c->key, next_batch(c), 0, IDP_OK};
+    fs->c[fs->k++] = c;
+}
+
+/* Fetches the set and empties it. Returns IDP_OK, or the first failure's
+ * code with err (may be NULL) filled; a failed background fetch is logged. */
+static int set_fetch(idp_client *cl, fetch_set *fs, int async, idp_error *err)
+{
+    idp_error errs[WORK_CHUNK];
+    int rc = IDP_OK;
+    double t0 = now_s();
+    store_incr_many(&cl->st, fs->ops, fs->k, errs);
+    double dt = now_s() - t0;
+    for (size_t i = 0; i < fs->k; i++) {
+        idp_counter *c = fs->c[i];
+        pthread_mutex_lock(&c->mu);
+        if (fetch_done(c, &fs->ops[i], dt, async, 1, &errs[i]) != IDP_OK) {
+            if (async)
+                store_log(&cl->st, IDP_LOG_DEBUG, "background fetch "
+                          "failed: %s", errs[i].msg);
+            if (rc == IDP_OK) {
+                rc = errs[i].code;
+                if (err != NULL)
+                    *err = errs[i];
+            }
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    fs->k = 0;
+    return rc;
+}
+
 /* Fetches the next batch of every queued counter, several in one round trip
  * where the store allows. */
 static void run_fetches(idp_client *cl, idp_counter *list)
 {
+    fetch_set fs = {.k = 0};
     while (list != NULL) {
-        idp_counter *cs[WORK_CHUNK];
-        idp_incr_op ops[WORK_CHUNK];
-        idp_error errs[WORK_CHUNK];
-        size_t k = 0;
-        while (list != NULL && k < WORK_CHUNK) {
+        while (list != NULL && fs.k < WORK_CHUNK) {
             idp_counter *c = list;
             list = c->qnext;
             pthread_mutex_lock(&c->mu);
             c->queued = 0;
             /* Stale when a caller fetched and installed meanwhile. */
-            if (!c->inflight && !c->has_ready && c->want_gen == c->gen) {
-                c->inflight = 1;
-                ops[k] = (idp_incr_op){c->key, next_batch(c), 0, IDP_OK};
-                cs[k++] = c;
-            }
+            if (!c->inflight && !c->has_ready && c->want_gen == c->gen)
+                set_add(&fs, c);
             pthread_mutex_unlock(&c->mu);
         }
-        if (k == 0)
-            continue;
-        double t0 = now_s();
-        store_incr_many(&cl->st, ops, k, errs);
-        double dt = now_s() - t0;
-        for (size_t i = 0; i < k; i++) {
-            pthread_mutex_lock(&cs[i]->mu);
-            if (fetch_done(cs[i], &ops[i], dt, 1, 1, &errs[i]) != IDP_OK)
-                store_log(&cl->st, IDP_LOG_DEBUG, "background fetch failed: %s",
-                          errs[i].msg);
-            pthread_mutex_unlock(&cs[i]->mu);
-        }
+        if (fs.k > 0)
+            set_fetch(cl, &fs, 1, NULL);
     }
 }
 
@@ -799,36 +824,17 @@ void engine_stop(idp_client *cl)
 int engine_prime(idp_client *cl, idp_counter *const *cs, size_t n,
                  idp_error *err)
 {
+    fetch_set fs = {.k = 0};
     int rc = IDP_OK;
     for (size_t done = 0; done < n && rc == IDP_OK;) {
-        idp_counter *batch[WORK_CHUNK];
-        idp_incr_op ops[WORK_CHUNK];
-        idp_error errs[WORK_CHUNK];
-        size_t k = 0;
-        for (; done < n && k < WORK_CHUNK; done++) {
-            idp_counter *c = cs[done];
-            pthread_mutex_lock(&c->mu);
-            if (!c->inflight && !c->has_ready && c->gen == 0) {
-                c->inflight = 1;
-                ops[k] = (idp_incr_op){c->key, next_batch(c), 0, IDP_OK};
-                batch[k++] = c;
-            }
-            pthread_mutex_unlock(&c->mu);
+        for (; done < n && fs.k < WORK_CHUNK; done++) {
+            pthread_mutex_lock(&cs[done]->mu);
+            if (!cs[done]->inflight && !cs[done]->has_ready && cs[done]->gen == 0)
+                set_add(&fs, cs[done]);
+            pthread_mutex_unlock(&cs[done]->mu);
         }
-        if (k == 0)
-            continue;
-        double t0 = now_s();
-        store_incr_many(&cl->st, ops, k, errs);
-        double dt = now_s() - t0;
-        for (size_t i = 0; i < k; i++) {
-            pthread_mutex_lock(&batch[i]->mu);
-            if (fetch_done(batch[i], &ops[i], dt, 0, 1, &errs[i]) != IDP_OK &&
-                rc == IDP_OK) {
-                *err = errs[i];
-                rc = errs[i].code;
-            }
-            pthread_mutex_unlock(&batch[i]->mu);
-        }
+        if (fs.k > 0)
+            rc = set_fetch(cl, &fs, 0, err);
     }
     return rc;
 }
