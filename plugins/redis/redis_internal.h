@@ -50,6 +50,11 @@ RD_HIDDEN const char *rd_describe(const redisReply *r, char *buf, size_t len);
  */
 RD_HIDDEN int rd_ready(rd_store *s, idp_error *err);
 
+/* Opens the connection (timeouts, AUTH, SELECT); rd_drop closes it, and
+ * the next rd_ready reopens it. conn.c. */
+RD_HIDDEN int rd_connect(rd_store *s, idp_error *err);
+RD_HIDDEN void rd_drop(rd_store *s);
+
 /*
  * Sends n commands of argc words each (argv holds n * argc words) in one
  * round trip and reads their n replies into replies[], each to free with

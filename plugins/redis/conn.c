@@ -1,0 +1,295 @@
+/*
+ * conn.c - the redis plugin's connection: opening it (timeouts, AUTH and
+ * SELECT re-applied on every reconnect), sending a command or a pipeline
+ * and reading every reply, telling a lost connection from a slow one,
+ * reopening a connection that is out of step, and keeping SIGPIPE from
+ * killing the program. redis.c sends the store's commands through here.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "redis_internal.h"
+
+/* ---- SIGPIPE ------------------------------------------------------------ */
+
+/*
+ * hiredis writes with write(2), so writing to a connection the server has
+ * reset raises SIGPIPE, which kills a program that does not ignore it. A
+ * library must not change the process' signal handling, so, as libpq does,
+ * each exchange blocks SIGPIPE in the calling thread and discards one that
+ * it raised; the write then fails with EPIPE like any I/O error.
+ */
+typedef struct rd_sigpipe {
+    sigset_t old;
+    int was_pending;
+} rd_sigpipe;
+
+static void rd_sigpipe_block(rd_sigpipe *g)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+}
+
+static void rd_sigpipe_restore(rd_sigpipe *g)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pending);
+    if (!g->was_pending && sigismember(&pending, SIGPIPE) == 1) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* ---- Values ------------------------------------------------------------- */
+
+/* Parses a counter value: a canonical decimal integer in [0, 2^63), as
+ * Redis itself writes one. Returns 0 on success, -1 otherwise. */
+int rd_parse_value(const char *p, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 19 || (p[0] == '0' && len > 1))
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    if (v > IDP_MAX_VALUE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A short printable rendering of a reply, for messages. */
+const char *rd_describe(const redisReply *r, char *buf, size_t len)
+{
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        snprintf(buf, len, "'%.*s'%s", r->len > 40 ? 40 : (int)r->len,
+                 r->str, r->len > 40 ? "..." : "");
+        break;
+    case REDIS_REPLY_INTEGER:
+        snprintf(buf, len, "integer %lld", r->integer);
+        break;
+    case REDIS_REPLY_NIL:
+        snprintf(buf, len, "nil");
+        break;
+    case REDIS_REPLY_ARRAY:
+        snprintf(buf, len, "an array of %zu", r->elements);
+        break;
+    default:
+        snprintf(buf, len, "a reply of type %d", r->type);
+        break;
+    }
+    return buf;
+}
+
+/* ---- The connection ---------------------------------------------------- */
+
+void rd_drop(rd_store *s)
+{
+    if (s->c != NULL) {
+        redisFree(s->c);
+        s->c = NULL;
+    }
+}
+
+/* 1 when a hiredis I/O error is a timeout: the socket's SO_RCVTIMEO or the
+ * connect deadline passed. errno is the one right after the failed call. */
+static int rd_is_timeout(int e, const char *errstr)
+{
+    return e == EAGAIN || e == EWOULDBLOCK || e == ETIMEDOUT ||
+           strstr(errstr, "timed out") != NULL ||
+           strstr(errstr, "temporarily unavailable") != NULL;
+}
+
+/*
+ * A command's reply was lost: fills err naming `what` and the server, drops
+ * the connection (it is reopened on the next call) and returns IDP_ETIMEOUT,
+ * IDP_ENOMEM or IDP_ESTORE.
+ */
+static int rd_lost(rd_store *s, const char *what, int e, idp_error *err)
+{
+    int rc;
+    if (s->c->err == REDIS_ERR_OOM)
+        rc = idp_plugin_error(err, IDP_ENOMEM, "%s on %s: out of memory",
+                              what, s->where);
+    else if (s->c->err == REDIS_ERR_IO && rd_is_timeout(e, s->c->errstr))
+        rc = idp_plugin_error(err, IDP_ETIMEOUT, "%s on %s: no reply within "
+                              "timeout_ms=%u; it may have run, and the "
+                              "connection is reopened on the next call",
+                              what, s->where, s->host->timeout_ms);
+    else
+        rc = idp_plugin_error(err, IDP_ESTORE, "%s on %s failed: %s; it may "
+                              "have run, and the connection is reopened on "
+                              "the next call", what, s->where,
+                              s->c->errstr[0] != '\0' ? s->c->errstr
+                                                      : "connection lost");
+    rd_drop(s);
+    return rc;
+}
+
+/* Several commands of any lengths in one round trip (the contract is in
+ * redis_internal.h). argcs == NULL: every command has `argc` words. */
+static int rd_send(rd_store *s, const char *what, size_t n, int argc,
+                   const int *argcs, const char **argv, redisReply **replies,
+                   idp_error *err)
+{
+    rd_sigpipe g;
+    rd_sigpipe_block(&g);
+    int rc = IDP_OK;
+    size_t got = 0, at = 0;
+    for (size_t i = 0; i < n && rc == IDP_OK; i++) {
+        int words = argcs != NULL ? argcs[i] : argc;
+        if (redisAppendCommandArgv(s->c, words, argv + at, NULL) != REDIS_OK)
+            rc = rd_lost(s, what, errno, err);
+        at += (size_t)words;
+    }
+    while (rc == IDP_OK && got < n) {
+        void *r = NULL;
+        errno = 0;
+        if (redisGetReply(s->c, &r) != REDIS_OK || r == NULL) {
+            rc = rd_lost(s, what, errno, err);
+            break;
+        }
+        replies[got++] = r;
+    }
+    rd_sigpipe_restore(&g);
+    if (rc != IDP_OK)
+        while (got > 0)
+            freeReplyObject(replies[--got]);
+    return rc;
+}
+
+int rd_pipeline(rd_store *s, const char *what, size_t n, int argc,
+                const char **argv, redisReply **replies, idp_error *err)
+{
+    return rd_send(s, what, n, argc, NULL, argv, replies, err);
+}
+
+int rd_pipeline_v(rd_store *s, const char *what, size_t n, const int *argcs,
+                  const char **argv, redisReply **replies, idp_error *err)
+{
+    return rd_send(s, what, n, 0, argcs, argv, replies, err);
+}
+
+/* One command, one reply; see rd_pipeline. */
+int rd_cmd(rd_store *s, const char *what, int argc, const char **argv,
+           redisReply **reply, idp_error *err)
+{
+    return rd_pipeline(s, what, 1, argc, argv, reply, err);
+}
+
+/*
+ * Connects, sets the command timeout, and applies AUTH and SELECT. On
+ * success s->c is the new connection; on error fills err and leaves s->c
+ * NULL.
+ */
+int rd_connect(rd_store *s, idp_error *err)
+{
+    errno = 0;
+    redisContext *c = s->socket != NULL
+                          ? redisConnectUnixWithTimeout(s->socket, s->tv)
+                          : redisConnectWithTimeout(s->hostname, s->port,
+                                                    s->tv);
+    int e = errno;
+    if (c == NULL)
+        return idp_plugin_error(err, IDP_ENOMEM, "unable to connect to %s: "
+                                "out of memory", s->where);
+    if (c->err != 0) {
+        int timeout = c->err == REDIS_ERR_IO && rd_is_timeout(e, c->errstr);
+        int rc = timeout
+            ? idp_plugin_error(err, IDP_ETIMEOUT, "unable to connect to %s "
+                               "within timeout_ms=%u: %s", s->where,
+                               s->host->timeout_ms, c->errstr)
+            : idp_plugin_error(err, IDP_ESTORE, "unable to connect to %s: %s",
+                               s->where, c->errstr);
+        redisFree(c);
+        return rc;
+    }
+    if (redisSetTimeout(c, s->tv) != REDIS_OK) {
+        int rc = idp_plugin_error(err, IDP_ESTORE, "cannot set a timeout of "
+                                  "timeout_ms=%u on the connection to %s: %s",
+                                  s->host->timeout_ms, s->where, c->errstr);
+        redisFree(c);
+        return rc;
+    }
+    s->c = c;
+
+    redisReply *r;
+    int rc;
+    if (s->password != NULL) {
+        int user = s->user[0] != '\0';
+        const char *argv[3] = {"AUTH", s->user, s->password};
+        if (!user)
+            argv[1] = s->password;
+        if ((rc = rd_cmd(s, "AUTH", user ? 3 : 2, argv, &r, err)) != IDP_OK)
+            return rc;
+        if (r->type == REDIS_REPLY_ERROR) {
+            rc = idp_plugin_error(err, IDP_ESTORE, "authentication to %s%s%s%s "
+                                  "failed: %s", s->where,
+                                  user ? " as user '" : "", s->user,
+                                  user ? "'" : "", r->str);
+            freeReplyObject(r);
+            rd_drop(s);
+            return rc;
+        }
+        freeReplyObject(r);
+    }
+    if (s->db != 0) {
+        char db[24];
+        snprintf(db, sizeof db, "%ld", s->db);
+        const char *argv[] = {"SELECT", db};
+        if ((rc = rd_cmd(s, "SELECT", 2, argv, &r, err)) != IDP_OK)
+            return rc;
+        if (r->type == REDIS_REPLY_ERROR) {
+            rc = idp_plugin_error(err, IDP_ESTORE, "cannot select db %ld on "
+                                  "%s: %s (db must be below the server's "
+                                  "'databases' setting)", s->db, s->where,
+                                  r->str);
+            freeReplyObject(r);
+            rd_drop(s);
+            return rc;
+        }
+        freeReplyObject(r);
+    }
+    return IDP_OK;
+}
+
+/*
+ * Makes sure there is a connection before a command is sent: reopens one
+ * dropped by an earlier failure, and one the server has closed since the
+ * last call (its idle timeout, a restart, CLIENT KILL). Every reply is
+ * always read, so a healthy idle connection has nothing to read; one that
+ * polls readable is at EOF or out of step, and as nothing of this call has
+ * been sent yet, it is reopened rather than reported.
+ */
+int rd_ready(rd_store *s, idp_error *err)
+{
+    if (s->c != NULL) {
+        struct pollfd p = {.fd = s->c->fd, .events = POLLIN};
+        /* bytes hiredis read past the last reply (a second reply in the
+         * same segment) are as out of step as bytes still in the socket */
+        if (s->c->reader->pos < s->c->reader->len || poll(&p, 1, 0) > 0)
+            rd_drop(s);
+    }
+    return s->c != NULL ? IDP_OK : rd_connect(s, err);
+}
+
