@@ -2,7 +2,8 @@
  * test_engine.c - the batching/prefetch engine on the in-process mem store:
  * uniqueness and order across threads, the number of fetches, prefetch
  * timing and waits, failures, the regression guard, metaprime=0, the 2^63
- * limit, incr, timeouts and close.
+ * limit, incr, timeouts and close, adaptive batches and priming (the
+ * leases are in test_leases.c).
  */
 #include <check.h>
 #include <stdio.h>
