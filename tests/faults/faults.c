@@ -85,26 +85,6 @@ fail:
     return -1;
 }
 
-void fa_stop_process(pid_t pid)
-{
-    char path[64], line[512];
-    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    for (int i = 0; i < 1000; i++) {
-        FILE *f = fopen(path, "r");
-        char *p = NULL;
-        if (f != NULL) {
-            if (fgets(line, sizeof line, f) != NULL)
-                p = strrchr(line, ')');
-            fclose(f);
-        }
-        if (p != NULL && (p[2] == 'T' || p[2] == 't'))
-            return;
-        tu_sleep_ms(2);
-    }
-    ck_abort_msg("process %d did not stop", (int)pid);
-}
-
 /* ---- Clients running on threads ------------------------------------------ */
 
 static void nap_us(long us)

@@ -42,8 +42,6 @@ unsigned fa_seed(void);
 long fa_raw(int port, const char *cmd, size_t len, const char *end, char *out,
             size_t outlen);
 
-/* SIGSTOP, waiting until the process is stopped; fails the test if not. */
-void fa_stop_process(pid_t pid);
 
 /* ---- Clients running on threads ------------------------------------------ */
 

@@ -132,7 +132,8 @@ static void run_plan(const plan *p)
     long long hang_from = 0, hang_to = 0, down_from = 0, down_to = 0;
     if (p->hang) {
         hang_from = tu_now_ms();
-        fa_stop_process(s.pid);
+        ck_assert_msg(server_pause(&s) == 0, "%s %d did not stop", s.kind,
+                      (int)s.pid);
         fa_run_for(4 * T_MS);
         uint64_t pc[MAX_CLIENTS];
         for (int i = 0; i < p->clients; i++)

@@ -383,6 +383,27 @@ void server_stop(server *s, int keep_dir)
     }
 }
 
+int server_pause(const server *s)
+{
+    char path[64], line[512];
+    if (kill(s->pid, SIGSTOP) != 0)
+        return -1;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)s->pid);
+    for (int i = 0; i < 1000; i++) {
+        FILE *f = fopen(path, "r");
+        char *p = NULL;
+        if (f != NULL) {
+            if (fgets(line, sizeof line, f) != NULL)
+                p = strrchr(line, ')');
+            fclose(f);
+        }
+        if (p != NULL && (p[2] == 'T' || p[2] == 't'))
+            return 0;
+        tu_sleep_ms(2);
+    }
+    return -1;
+}
+
 void server_kill(server *s)
 {
     if (s->pid > 0) {

@@ -33,6 +33,11 @@ int server_start(server *s, const char *kind, const char *extra);
  * keep_dir != 0 keeps the directory for a later server_restart. */
 void server_stop(server *s, int keep_dir);
 
+/* Hangs the server with SIGSTOP (SIGCONT resumes it) and waits until it is
+ * stopped, as SIGSTOP takes effect asynchronously. Returns 0 when it is,
+ * -1 when it did not stop within 2 s. */
+int server_pause(const server *s);
+
 /* Kills the server with SIGKILL and waits for it; keeps its directory. */
 void server_kill(server *s);
 

@@ -93,27 +93,6 @@ static void flush_all(const server *s)
     ck_assert_str_eq(buf, "OK\r\n");
 }
 
-/* SIGSTOP takes effect asynchronously: wait until the process is stopped. */
-static void stop_process(pid_t pid)
-{
-    char path[64], line[512];
-    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    for (int i = 0; i < 500; i++) {
-        FILE *f = fopen(path, "r");
-        char *p = NULL;
-        if (f != NULL) {
-            if (fgets(line, sizeof line, f) != NULL)
-                p = strrchr(line, ')');
-            fclose(f);
-        }
-        if (p != NULL && (p[2] == 'T' || p[2] == 't'))
-            return;
-        tu_sleep_ms(2);
-    }
-    ck_abort_msg("memcached %d did not stop", (int)pid);
-}
-
 static void wait_child_ok(pid_t pid)
 {
     int st = 0;
@@ -314,7 +293,7 @@ START_TEST(test_hung_server_fails_within_timeout_and_recovers)
     for (int i = 0; i < 25; i++)
         high = tu_next(ctr);
 
-    stop_process(s.pid);
+    ck_assert_msg(server_pause(&s) == 0, "memcached %d did not stop", (int)s.pid);
     int failures = 0;
     for (int i = 0; i < 40 && failures < 2; i++) {
         idp_error err = {0};
@@ -366,7 +345,7 @@ START_TEST(test_late_reply_is_never_taken_for_a_later_answer)
         ck_assert_uint_eq(tu_next(b), i);
 
     /* A's increment reaches the server, its reply does not in time. */
-    stop_process(s.pid);
+    ck_assert_msg(server_pause(&s) == 0, "memcached %d did not stop", (int)s.pid);
     ck_assert_int_eq(idp_next(a, &v, &err), IDP_ETIMEOUT);
     ck_assert_int_eq(kill(s.pid, SIGCONT), 0);
     tu_sleep_ms(200);  /* the server answers A now, to nobody */
