@@ -57,6 +57,8 @@ for t in "${targets[@]}"; do
   rm -rf "$out"
   mkdir -p "$out/corpus" "$out/artifacts"
   cp "$seeds"/* "$out/corpus/"   # the fuzzer adds to the copy, never to tests/
+  # the project's own inputs seed too (as tests/fuzz/CMakeLists.txt says)
+  [ "$t" != config ] || cp config/examples/*.lua "$out/corpus/"
   echo "== fuzz $t for ${seconds}s"
   start=$SECONDS
   if "$bin" "$out/corpus" -dict="tests/fuzz/$t.dict" \
