@@ -3,8 +3,11 @@
 # skipping what is already there. Needs root (or sudo).
 set -euo pipefail
 
+# libssl-dev: bookworm's libmemcached.pc has 'Requires.private: libcrypto'
+# and libmemcached-dev does not depend on it, so without it
+# 'pkg-config libmemcached' fails.
 pkgs=(build-essential cmake pkg-config
-      libhiredis-dev libmemcached-dev libsqlite3-dev liblua5.4-dev lua5.4
+      libhiredis-dev libmemcached-dev libssl-dev libsqlite3-dev liblua5.4-dev lua5.4
       check libsubunit-dev
       redis-server memcached sqlite3 prometheus python3)
 
