@@ -20,19 +20,50 @@ jobs=${FUZZ_JOBS:-$(nproc)}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(uri config plugin)
 
-# clang brings libFuzzer (libclang-rt-*-dev, a dependency of Debian's clang)
-if ! command -v clang >/dev/null 2>&1; then
+# clang, and the runtime the fuzz targets link against (libFuzzer, ASan,
+# UBSan: libclang-rt-*-dev, which Debian's clang only recommends, so a
+# --no-install-recommends install, or a machine that has clang without
+# it, cannot link them). Checked by linking a probe, not by the compiler's
+# presence; libclang-rt-dev is the runtime of the default clang.
+can_link_fuzzer() {
+  command -v clang >/dev/null 2>&1 || return 1
+  local probe
+  probe=$(mktemp -d "${TMPDIR:-/tmp}/idprime-fuzz-probe.XXXXXX")
+  printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+    'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
+    >"$probe/probe.c"
+  if clang -fsanitize=fuzzer,address,undefined "$probe/probe.c" -o "$probe/probe" \
+       >"$probe/log" 2>&1; then
+    rm -rf "$probe"
+    return 0
+  fi
+  probe_log=$(cat "$probe/log")
+  rm -rf "$probe"
+  return 1
+}
+probe_log=
+if ! can_link_fuzzer; then
   sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  echo "== installing clang"
+  echo "== installing clang and its sanitizer/libFuzzer runtime"
   "${sudo[@]}" apt-get update -q
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q \
-    --no-install-recommends clang
+    --no-install-recommends clang libclang-rt-dev
+  if ! can_link_fuzzer; then
+    echo "clang cannot link a libFuzzer target with ASan+UBSan:" >&2
+    printf '%s\n' "$probe_log" >&2
+    exit 1
+  fi
 fi
 
 echo "== configure $dir (clang, ASan+UBSan, IDPRIME_FUZZ=ON)"
-cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DIDPRIME_FUZZ=ON -DIDPRIME_SANITIZE=address,undefined >/dev/null
+mkdir -p "$dir"
+if ! cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+     -DIDPRIME_FUZZ=ON -DIDPRIME_SANITIZE=address,undefined >"$dir/configure.log" 2>&1; then
+  cat "$dir/configure.log" >&2
+  echo "fuzz: configuring $dir failed (cmake's output above)" >&2
+  exit 1
+fi
 echo "== build the fuzz targets"
 cmake --build "$dir" -j"$jobs" --target idprime-fuzzers
 
