@@ -4,8 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
+# cmake's output goes to build/*.log, and to the terminal when it fails
+mkdir -p build
+if ! cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >build/configure.log 2>&1; then
+  cat build/configure.log >&2
+  echo "main: configuring build/ failed (cmake's output above)" >&2
+  exit 1
+fi
+if ! cmake --build build -j"$(nproc)" >build/build.log 2>&1; then
+  cat build/build.log >&2
+  echo "main: building build/ failed (the compiler's output above)" >&2
+  exit 1
+fi
 idprime=build/cli/idprime
 echo "== plugins"
 $idprime plugins
