@@ -267,7 +267,7 @@ static void settle(idp_counter *const *ctr, int n, unsigned timeout_ms)
     for (;;) {
         int busy = 0;
         for (int i = 0; i < n; i++) {
-            idp_counter_stats st;
+            idp_counter_stats st = {.size = sizeof st};
             idp_counter_stats_get(ctr[i], &st);
             busy |= st.in_flight;
         }
@@ -397,7 +397,7 @@ static int run_one(const bench_config *cfg, const bench_target *t,
             return BENCH_EWORK;
         }
     }
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr[0], &st);
     res->batch = metaprime ? st.batch : 1;
 

@@ -368,7 +368,7 @@ static int l_bench(lua_State *L)
 static int l_stats(lua_State *L)
 {
     lcounter *k = usable_counter(L);
-    idp_counter_stats s;
+    idp_counter_stats s = {.size = sizeof s};
     idp_counter_stats_get(k->ctr, &s);
     static const struct {
         const char *name;

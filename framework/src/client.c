@@ -1,7 +1,7 @@
 /*
  * client.c - the public API around the engine: opening a client (URI,
- * parameters, plugin, store, worker), counters by name, and the calls that
- * go straight to the store (get, raise, list, control).
+ * parameters, plugin, store), counters by name in a hash table, and the
+ * calls that go straight to the store (get, raise, list, control).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -54,11 +54,18 @@ API idp_client *idp_open(const char *uri, const idp_options *opt,
                          idp_error *err)
 {
     idp_error e = {0, ""};
+    if (uri == NULL) {
+        idp_seterr(err, IDP_EINVAL, "idp_open: the URI is NULL");
+        return NULL;
+    }
+    fork_init();
     idp_client *c = calloc(1, sizeof *c);
     if (c == NULL) {
         idp_seterr(err, IDP_ENOMEM, "out of memory");
         return NULL;
     }
+    c->uid = next_uid();
+    atomic_store(&c->epoch, atomic_load(&fork_epoch));
     if (opt != NULL && opt->size >= offsetof(idp_options, log_ud) + sizeof(void *)) {
         c->log = opt->log;
         c->log_ud = opt->log_ud;
@@ -70,21 +77,24 @@ API idp_client *idp_open(const char *uri, const idp_options *opt,
         c->policy = opt->policy;
         c->policy_ud = opt->policy_ud;
     }
-    plugin_lib lib = {0};
+    const plugin_lib *lib = NULL;
     char shown[160];
     int rc = uri_parse(uri, &c->uri, &e);
     if (rc == IDP_OK)
         rc = dispatcher_load(opt, c->uri.pub.scheme, &lib, &e);
     if (rc == IDP_OK) {
-        rc = options_build(&c->cfg, &c->uri, extra, lib.tab->params,
-                           lib.tab->name, &e);
+        rc = options_build(&c->cfg, &c->uri, extra, lib->params,
+                           lib->tab->name, &e);
         if (rc != IDP_OK)
             idp_prefixerr(&e, "URI '%s'", uri_redact(uri, shown, sizeof shown));
     }
+    if (rc == IDP_OK && (c->cell = cell_get(c->uid)) == NULL)
+        rc = idp_seterr(&e, IDP_ENOMEM, "out of memory");
     if (rc == IDP_OK)
-        rc = store_open(&c->st, &lib, &c->uri, &c->cfg, c->log, c->log_ud, &e);
+        rc = store_open(&c->st, lib, &c->uri, &c->cfg, c->log, c->log_ud, &e);
     if (rc != IDP_OK) {
-        dispatcher_unload(&lib);
+        if (c->cell != NULL)
+            cell_put(c->cell);
         options_free(&c->cfg);
         uri_free(&c->uri);
         free(c);
@@ -92,15 +102,7 @@ API idp_client *idp_open(const char *uri, const idp_options *opt,
         return NULL;
     }
     pthread_mutex_init(&c->mu, NULL);
-    if ((rc = engine_start(c, &e)) != IDP_OK) {
-        put_err(err, &e);
-        pthread_mutex_destroy(&c->mu);
-        store_close(&c->st);
-        options_free(&c->cfg);
-        uri_free(&c->uri);
-        free(c);
-        return NULL;
-    }
+    engine_start(c);
     if ((rc = prime(c, &e)) != IDP_OK) {
         idp_prefixerr(&e, "URI '%s': prime", uri_redact(uri, shown, sizeof shown));
         put_err(err, &e);
@@ -114,15 +116,19 @@ API void idp_close(idp_client *c)
 {
     if (c == NULL)
         return;
+    fork_check(c);
     engine_stop(c);
+    cell_put(c->cell);
     store_close(&c->st);
-    for (idp_counter *k = c->counters, *next; k != NULL; k = next) {
-        next = k->next;
-        engine_counter_destroy(k);
-        free(k->name);
-        free(k->key);
-        free(k);
+    for (size_t b = 0; b < c->nbuckets; b++) {
+        for (idp_counter *k = c->table[b], *next; k != NULL; k = next) {
+            next = k->hnext;
+            engine_counter_destroy(k);
+            free(k->key);
+            free(k);
+        }
     }
+    free(c->table);
     pthread_mutex_destroy(&c->mu);
     options_free(&c->cfg);
     uri_free(&c->uri);
@@ -150,46 +156,93 @@ static char *make_key(const idp_client *c, const char *name, idp_error *err)
     return key;
 }
 
+/* FNV-1a: names are short, and a client's names are its own. */
+static size_t name_hash(const char *name)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * UINT64_C(1099511628211);
+    return (size_t)(h ^ (h >> 29));
+}
+
+/* Doubles the table when it is full. Called with c->mu held; on failure
+ * the table stays as it was (only longer chains). */
+static void table_grow(idp_client *c)
+{
+    size_t n = c->nbuckets ? c->nbuckets * 2 : 64;
+    idp_counter **t = calloc(n, sizeof *t);
+    if (t == NULL)
+        return;
+    for (size_t b = 0; b < c->nbuckets; b++) {
+        for (idp_counter *k = c->table[b], *next; k != NULL; k = next) {
+            next = k->hnext;
+            size_t i = name_hash(k->name) & (n - 1);
+            k->hnext = t[i];
+            t[i] = k;
+        }
+    }
+    free(c->table);
+    c->table = t;
+    c->nbuckets = n;
+}
+
 API idp_counter *idp_counter_get(idp_client *c, const char *name, idp_error *err)
 {
+    if (c == NULL) {
+        idp_seterr(err, IDP_EINVAL, "idp_counter_get: the client is NULL");
+        return NULL;
+    }
+    fork_check(c);
     char *key = make_key(c, name, err);
     if (key == NULL)
         return NULL;
+    size_t h = name_hash(name);
     pthread_mutex_lock(&c->mu);
-    idp_counter *k;
-    for (k = c->counters; k != NULL; k = k->next)
-        if (strcmp(k->name, name) == 0)
-            break;
+    idp_counter *k = NULL;
+    if (c->nbuckets > 0)
+        for (k = c->table[h & (c->nbuckets - 1)]; k != NULL; k = k->hnext)
+            if (strcmp(k->name, name) == 0)
+                break;
     if (k == NULL) {
-        /* the leases are aligned to their own cache lines */
-        void *mem = NULL;
-        k = posix_memalign(&mem, _Alignof(idp_counter), sizeof *k) == 0
-                ? memset(mem, 0, sizeof *k) : NULL;
-        char *copy = strdup(name);
-        if (k == NULL || copy == NULL) {
-            free(k);
-            free(copy);
+        if (c->ncounters >= c->nbuckets)
+            table_grow(c);
+        size_t len = strlen(name);
+        k = c->nbuckets > 0 ? calloc(1, sizeof *k + len + 1) : NULL;
+        if (k == NULL) {
             pthread_mutex_unlock(&c->mu);
             free(key);
             idp_seterr(err, IDP_ENOMEM, "out of memory");
             return NULL;
         }
+        memcpy(k->name, name, len + 1);
         counter_cfg cfg = options_counter(&c->cfg, name);
         engine_counter_init(k, c, &cfg);
-        k->name = copy;
+        k->uid = next_uid();
         k->key = key;
         key = NULL;
-        k->next = c->counters;
-        c->counters = k;
+        size_t b = h & (c->nbuckets - 1);
+        k->hnext = c->table[b];
+        c->table[b] = k;
+        c->ncounters++;
     }
     pthread_mutex_unlock(&c->mu);
     free(key);
     return k;
 }
 
+/* A NULL handle or out-pointer given by mistake: IDP_EINVAL, named. */
+#define NEED(p, what, call)                                                  \
+    do {                                                                     \
+        if ((p) == NULL)                                                     \
+            return idp_seterr(err, IDP_EINVAL, "%s: %s is NULL", call, what); \
+    } while (0)
+
 API int idp_get(idp_client *c, const char *name, uint64_t *value, int *exists,
                 idp_error *err)
 {
+    NEED(c, "the client", "idp_get");
+    NEED(value, "the value pointer", "idp_get");
+    fork_check(c);
     char *key = make_key(c, name, err);
     if (key == NULL)
         return err != NULL ? err->code : IDP_EINVAL;
@@ -212,6 +265,8 @@ API int idp_raise(idp_client *c, const char *name, uint64_t value,
         return idp_seterr(err, IDP_ERANGE, "raise of '%s' to %llu: counters "
                           "stay below 2^63", name ? name : "(null)",
                           (unsigned long long)value);
+    NEED(c, "the client", "idp_raise");
+    fork_check(c);
     char *key = make_key(c, name, err);
     if (key == NULL)
         return err != NULL ? err->code : IDP_EINVAL;
@@ -240,26 +295,41 @@ static int list_cb(void *ud, const char *key, uint64_t value)
 
 API int idp_list(idp_client *c, idp_list_fn fn, void *ud, idp_error *err)
 {
+    NEED(c, "the client", "idp_list");
+    NEED(fn, "the callback", "idp_list");
+    fork_check(c);
     list_ctx l = {fn, ud, strlen(c->cfg.prefix)};
     return store_list(&c->st, c->cfg.prefix, list_cb, &l, err);
 }
 
 API int idp_control(idp_client *c, const char *command, idp_error *err)
 {
+    NEED(c, "the client", "idp_control");
+    NEED(command, "the command", "idp_control");
+    fork_check(c);
     return store_control(&c->st, command, err);
 }
 
 API int idp_store_roundtrips(idp_client *c, uint64_t *count, idp_error *err)
 {
+    NEED(c, "the client", "idp_store_roundtrips");
+    NEED(count, "the count pointer", "idp_store_roundtrips");
+    fork_check(c);
     return store_roundtrips(&c->st, count, err);
 }
 
 API const char *idp_client_store(const idp_client *c)
 {
-    return c->st.lib.tab->name;
+    return c != NULL ? c->st.lib->tab->name : NULL;
 }
 
-API void idp_counter_stats_get(idp_counter *ctr, idp_counter_stats *out)
+API int idp_counter_stats_get(idp_counter *ctr, idp_counter_stats *out)
 {
-    engine_stats(ctr, out, NULL);
+    /* no idp_error here: the message has nowhere to go */
+    if (ctr == NULL || out == NULL ||
+        out->size < offsetof(idp_counter_stats, ids_served) + sizeof(uint64_t))
+        return IDP_EINVAL;
+    fork_check(ctr->client);
+    engine_stats(ctr, out);
+    return IDP_OK;
 }

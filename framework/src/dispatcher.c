@@ -1,13 +1,19 @@
 /*
- * dispatcher.c - the plugin search path, loading with dlopen, and the
- * checks that refuse a file before any of its methods runs: not a regular
- * file, not loadable, no entry symbol, a wrong ABI version, a table too
- * small or incomplete, a scheme another plugin already claims.
+ * dispatcher.c - the plugin search path, loading with dlopen into one
+ * process-wide table (never unloaded), and the checks that refuse a file
+ * before any of its methods runs: not a regular file, not loadable, no
+ * entry symbol, another ABI version, a table too small or incomplete, a
+ * scheme another plugin already claims.
+ *
+ * An open loads only what it needs: the plugin already loaded for the
+ * scheme, else the file named for it; a scan of every file on the path
+ * runs only for idp_plugins() or when the named file is not there.
  */
 #define _GNU_SOURCE /* dladdr */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,19 +25,44 @@
 
 #define API __attribute__((visibility("default")))
 
-/* The end of the methods every version-1 table must have. */
-#define V1_MIN_SIZE (offsetof(idp_plugin, get) + sizeof(void *))
+/* The end of the methods every table must have. */
+#define MIN_SIZE (offsetof(idp_plugin, get) + sizeof(void *))
+/* The end of the test hooks' fixed part. */
+#define TESTING_MIN_SIZE (offsetof(idp_plugin_testing, params) + sizeof(void *))
+
+/* Every plugin loaded in this process, in load order; never unloaded. */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static plugin_lib **loaded;
+static size_t nloaded;
+
+void dispatcher_lock(void)
+{
+    pthread_mutex_lock(&reg_mu);
+}
+
+void dispatcher_unlock(void)
+{
+    pthread_mutex_unlock(&reg_mu);
+}
 
 typedef struct scan {
     const idp_options *opt;
     const char *want;        /* scheme sought, or NULL for all */
-    plugin_lib *libs;        /* accepted */
-    size_t nlibs;
     char searched[512];      /* the folders, for messages */
-    char **dirs;             /* the folders already scanned */
-    size_t ndirs;
     char refusal[256];       /* why a candidate for `want` was refused */
+    const plugin_lib **seen; /* accepted in this scan (idp_plugins) */
+    size_t nseen;
+    char **dirs;             /* the folders scanned already */
+    size_t ndirs;
 } scan;
+
+static void scan_free(scan *sc)
+{
+    free(sc->seen);
+    for (size_t i = 0; i < sc->ndirs; i++)
+        free(sc->dirs[i]);
+    free(sc->dirs);
+}
 
 static void say(const idp_options *opt, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -47,6 +78,26 @@ static void say(const idp_options *opt, int level, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     opt->log(opt->log_ud, level, msg);
+}
+
+/* The plugin's own keys, then its test hooks', in one NULL-terminated
+ * array; NULL when out of memory. */
+static idp_param_spec *params_merge(const idp_param_spec *a,
+                                    const idp_param_spec *b)
+{
+    size_t na = 0, nb = 0;
+    while (a != NULL && a[na].key != NULL)
+        na++;
+    while (b != NULL && b[nb].key != NULL)
+        nb++;
+    idp_param_spec *all = calloc(na + nb + 1, sizeof *all);
+    if (all == NULL)
+        return NULL;
+    if (na > 0)
+        memcpy(all, a, na * sizeof *all);
+    if (nb > 0)
+        memcpy(all + na, b, nb * sizeof *all);
+    return all;
 }
 
 static int has_scheme(const idp_plugin *tab, const char *scheme)
@@ -75,15 +126,15 @@ int dispatcher_validate(const idp_plugin *tab, const char *file_name,
 {
     if (tab == NULL)
         return idp_seterr(err, IDP_EPLUGIN, "%s returned NULL", IDP_PLUGIN_ENTRY);
-    if (tab->abi_version == 0 || tab->abi_version > IDP_PLUGIN_ABI_VERSION)
+    if (tab->abi_version != IDP_PLUGIN_ABI_VERSION)
         return idp_seterr(err, IDP_EPLUGIN, "ABI version %u, but this "
-                          "idprime speaks version 1..%d (rebuild the plugin "
+                          "idprime speaks version %d (rebuild the plugin "
                           "against this idprime)", (unsigned)tab->abi_version,
                           IDP_PLUGIN_ABI_VERSION);
-    if (tab->size < V1_MIN_SIZE)
+    if (tab->size < MIN_SIZE)
         return idp_seterr(err, IDP_EPLUGIN, "plugin table too small: %u bytes, "
-                          "version 1 needs at least %zu",
-                          (unsigned)tab->size, V1_MIN_SIZE);
+                          "version %d needs at least %zu",
+                          (unsigned)tab->size, IDP_PLUGIN_ABI_VERSION, MIN_SIZE);
     if (tab->name == NULL || !options_valid_name(tab->name, strlen(tab->name)))
         return idp_seterr(err, IDP_EPLUGIN, "plugin table has no valid name");
     if (file_name != NULL) {
@@ -108,7 +159,17 @@ int dispatcher_validate(const idp_plugin *tab, const char *file_name,
         tab->get == NULL)
         return idp_seterr(err, IDP_EPLUGIN, "plugin '%s' lacks a required "
                           "method (open, close, incr and get)", tab->name);
-    if (options_check_specs(tab->params, err) != IDP_OK) {
+    const idp_plugin_testing *t = PLUGIN_HAS(tab, testing) ? tab->testing : NULL;
+    if (t != NULL && t->size < TESTING_MIN_SIZE)
+        return idp_seterr(err, IDP_EPLUGIN, "plugin '%s': test hooks table "
+                          "too small: %u bytes, at least %zu needed", tab->name,
+                          (unsigned)t->size, TESTING_MIN_SIZE);
+    idp_param_spec *all = params_merge(tab->params, t ? t->params : NULL);
+    if (all == NULL)
+        return idp_seterr(err, IDP_ENOMEM, "out of memory");
+    int rc = options_check_specs(all, err);
+    free(all);
+    if (rc != IDP_OK) {
         /* a bad default comes back as options_check's IDP_EINVAL: the
          * table is what is wrong, so it is a plugin error */
         idp_prefixerr(err, "plugin '%s'", tab->name);
@@ -128,19 +189,44 @@ static void refuse(scan *sc, const char *path, const char *base,
     char wanted[128];
     snprintf(wanted, sizeof wanted, "idprime-%s.so", sc->want);
     if (strcmp(base, wanted) == 0 || (tab != NULL && tab->schemes != NULL &&
-                                      tab->size >= V1_MIN_SIZE &&
+                                      tab->size >= MIN_SIZE &&
                                       has_scheme(tab, sc->want)))
         snprintf(sc->refusal, sizeof sc->refusal, "%s refused: %s", path, why);
 }
 
+static const plugin_lib *loaded_named(const char *base)
+{
+    for (size_t i = 0; i < nloaded; i++) {
+        const char *b = strrchr(loaded[i]->path, '/');
+        if (strcmp(b ? b + 1 : loaded[i]->path, base) == 0)
+            return loaded[i];
+    }
+    return NULL;
+}
+
+static void note_seen(scan *sc, const plugin_lib *lib)
+{
+    for (size_t i = 0; i < sc->nseen; i++)
+        if (sc->seen[i] == lib)
+            return;
+    const plugin_lib **grown = realloc(sc->seen, (sc->nseen + 1) * sizeof *grown);
+    if (grown == NULL)
+        return;
+    sc->seen = grown;
+    sc->seen[sc->nseen++] = lib;
+}
+
+/* Loads dir/base into the table unless a file of that name is loaded
+ * already (the first on the path shadows the later ones). Called with
+ * reg_mu held. */
 static void try_file(scan *sc, const char *dir, const char *base)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, base);
-    for (size_t i = 0; i < sc->nlibs; i++) {
-        const char *b = strrchr(sc->libs[i].path, '/');
-        if (strcmp(b ? b + 1 : sc->libs[i].path, base) == 0)
-            return; /* shadowed by the same plugin earlier on the path */
+    const plugin_lib *had = loaded_named(base);
+    if (had != NULL) {
+        note_seen(sc, had);
+        return; /* shadowed by the same plugin earlier on the path */
     }
     struct stat st;
     char why[400];
@@ -179,28 +265,37 @@ static void try_file(scan *sc, const char *dir, const char *base)
         dlclose(dl);
         return;
     }
-    for (size_t i = 0; i < sc->nlibs; i++) {
+    for (size_t i = 0; i < nloaded; i++) {
         for (const char *const *s = tab->schemes; *s != NULL; s++) {
-            if (has_scheme(sc->libs[i].tab, *s)) {
+            if (has_scheme(loaded[i]->tab, *s)) {
                 snprintf(why, sizeof why, "scheme '%s' is already claimed by "
-                         "%s", *s, sc->libs[i].path);
+                         "%s", *s, loaded[i]->path);
                 refuse(sc, path, base, tab, why);
                 dlclose(dl);
                 return;
             }
         }
     }
-    plugin_lib *grown = realloc(sc->libs, (sc->nlibs + 1) * sizeof *grown);
-    char *copy = strdup(path);
-    if (grown == NULL || copy == NULL) {
-        free(copy);
-        if (grown != NULL)
-            sc->libs = grown;
+    plugin_lib *lib = calloc(1, sizeof *lib);
+    plugin_lib **grown = realloc(loaded, (nloaded + 1) * sizeof *grown);
+    if (grown != NULL)
+        loaded = grown;
+    const idp_plugin_testing *t = PLUGIN_HAS(tab, testing) ? tab->testing : NULL;
+    if (lib == NULL || grown == NULL || (lib->path = strdup(path)) == NULL ||
+        (lib->params = params_merge(tab->params, t ? t->params : NULL)) == NULL) {
+        if (lib != NULL)
+            free(lib->path);
+        free(lib);
         dlclose(dl);
+        refuse(sc, path, base, tab, "out of memory");
         return;
     }
-    sc->libs = grown;
-    sc->libs[sc->nlibs++] = (plugin_lib){dl, tab, copy};
+    lib->dl = dl;
+    lib->tab = tab;
+    lib->testing = t;
+    loaded[nloaded++] = lib;
+    say(sc->opt, IDP_LOG_DEBUG, "plugin %s: loaded from %s", tab->name, path);
+    note_seen(sc, lib);
 }
 
 static int is_candidate(const struct dirent *d)
@@ -210,7 +305,9 @@ static int is_candidate(const struct dirent *d)
            strcmp(d->d_name + n - 3, ".so") == 0;
 }
 
-static void scan_dir(scan *sc, const char *dir, size_t len)
+/* Loads every candidate in dir (len bytes of it), or only the file named
+ * `only` when that is not NULL. */
+static void scan_dir(scan *sc, const char *dir, size_t len, const char *only)
 {
     char path[4096];
     if (len == 0 || len >= sizeof path)
@@ -230,6 +327,14 @@ static void scan_dir(scan *sc, const char *dir, size_t len)
     size_t used = strlen(sc->searched);
     snprintf(sc->searched + used, sizeof sc->searched - used, "%s%s",
              used ? ":" : "", path);
+    if (only != NULL) {
+        char file[4200];
+        struct stat st;
+        snprintf(file, sizeof file, "%s/%s", path, only);
+        if (stat(file, &st) == 0 || errno != ENOENT)
+            try_file(sc, path, only);
+        return;
+    }
     struct dirent **names;
     int n = scandir(path, &names, is_candidate, alphasort);
     if (n < 0)
@@ -241,20 +346,21 @@ static void scan_dir(scan *sc, const char *dir, size_t len)
     free(names);
 }
 
-static void scan_list(scan *sc, const char *list)
+static void scan_list(scan *sc, const char *list, const char *only)
 {
     while (list != NULL && *list != '\0') {
         size_t n = strcspn(list, ":");
-        scan_dir(sc, list, n);
+        scan_dir(sc, list, n, only);
         list += n;
         if (*list == ':')
             list++;
     }
 }
 
-/* LIBDIR/idprime beside the libidprime.so that is running, so an install
- * moved to another prefix still finds its plugins. */
-static void scan_beside_library(scan *sc)
+/* LIBDIR/idprime beside the libidprime.so that is running (in a build tree,
+ * the plugins beside the built library), so an install moved to another
+ * prefix still finds its plugins. */
+static void scan_beside_library(scan *sc, const char *only)
 {
     Dl_info info;
     char dir[4096];
@@ -266,52 +372,55 @@ static void scan_beside_library(scan *sc)
     int n = snprintf(dir, sizeof dir, "%.*s/idprime",
                      (int)(slash - info.dli_fname), info.dli_fname);
     if (n > 0 && (size_t)n < sizeof dir && strcmp(dir, IDP_INSTALL_PLUGIN_DIR) != 0)
-        scan_dir(sc, dir, (size_t)n);
+        scan_dir(sc, dir, (size_t)n, only);
 }
 
-static void scan_all(scan *sc)
+/* Every folder of the search path, in order. */
+static void scan_all(scan *sc, const char *only)
 {
     if (sc->opt != NULL && sc->opt->size >= offsetof(idp_options, plugin_path) +
                                                 sizeof(char *))
-        scan_list(sc, sc->opt->plugin_path);
-    scan_list(sc, getenv("IDPRIME_PLUGIN_PATH"));
-    scan_list(sc, IDP_BUILD_PLUGIN_DIR);
-    scan_beside_library(sc);
-    scan_list(sc, IDP_INSTALL_PLUGIN_DIR);
+        scan_list(sc, sc->opt->plugin_path, only);
+    scan_list(sc, getenv("IDPRIME_PLUGIN_PATH"), only);
+    scan_beside_library(sc, only);
+    scan_list(sc, IDP_INSTALL_PLUGIN_DIR, only);
 }
 
-static void scan_free(scan *sc, const plugin_lib *keep)
+static const plugin_lib *find_loaded(const char *scheme)
 {
-    for (size_t i = 0; i < sc->nlibs; i++) {
-        if (&sc->libs[i] == keep)
-            continue;
-        dlclose(sc->libs[i].dl);
-        free(sc->libs[i].path);
-    }
-    free(sc->libs);
-    for (size_t i = 0; i < sc->ndirs; i++)
-        free(sc->dirs[i]);
-    free(sc->dirs);
+    for (size_t i = 0; i < nloaded; i++)
+        if (has_scheme(loaded[i]->tab, scheme))
+            return loaded[i];
+    return NULL;
 }
 
 int dispatcher_load(const idp_options *opt, const char *scheme,
-                    plugin_lib *out, idp_error *err)
+                    const plugin_lib **out, idp_error *err)
 {
-    memset(out, 0, sizeof *out);
+    *out = NULL;
     scan sc = {.opt = opt, .want = scheme};
-    scan_all(&sc);
-    const plugin_lib *found = NULL;
-    for (size_t i = 0; i < sc.nlibs && found == NULL; i++)
-        if (has_scheme(sc.libs[i].tab, scheme))
-            found = &sc.libs[i];
-    if (found != NULL)
-        *out = *found;
+    pthread_mutex_lock(&reg_mu);
+    const plugin_lib *found = find_loaded(scheme);
+    if (found == NULL && valid_scheme(scheme)) {
+        char named[128];
+        snprintf(named, sizeof named, "idprime-%s.so", scheme);
+        scan_all(&sc, named);
+        found = find_loaded(scheme);
+        if (found == NULL && sc.refusal[0] == '\0') {
+            sc.searched[0] = '\0';
+            for (size_t i = 0; i < sc.ndirs; i++)
+                free(sc.dirs[i]);
+            sc.ndirs = 0;
+            scan_all(&sc, NULL);
+            found = find_loaded(scheme);
+        }
+    }
     int rc = IDP_OK;
     if (found == NULL) {
         char have[160] = "";
         size_t n = 0;
-        for (size_t i = 0; i < sc.nlibs && n < sizeof have; i++)
-            for (const char *const *s = sc.libs[i].tab->schemes;
+        for (size_t i = 0; i < nloaded && n < sizeof have; i++)
+            for (const char *const *s = loaded[i]->tab->schemes;
                  *s != NULL && n < sizeof have; s++)
                 n += (size_t)snprintf(have + n, sizeof have - n, "%s%s",
                                       n ? ", " : "", *s);
@@ -324,38 +433,37 @@ int dispatcher_load(const idp_options *opt, const char *scheme,
                             "IDPRIME_PLUGIN_PATH)", scheme,
                             n ? have : "none", sc.searched);
     }
-    scan_free(&sc, found);
+    pthread_mutex_unlock(&reg_mu);
+    scan_free(&sc);
+    *out = found;
     return rc;
-}
-
-void dispatcher_unload(plugin_lib *p)
-{
-    if (p->dl != NULL)
-        dlclose(p->dl);
-    free(p->path);
-    memset(p, 0, sizeof *p);
 }
 
 API int idp_plugins(const idp_options *opt, idp_plugin_fn fn, void *ud,
                     idp_error *err)
 {
+    if (fn == NULL)
+        return idp_seterr(err, IDP_EINVAL, "idp_plugins: the callback is NULL");
     scan sc = {.opt = opt};
-    scan_all(&sc);
-    for (size_t i = 0; i < sc.nlibs; i++) {
-        const idp_plugin *t = sc.libs[i].tab;
+    pthread_mutex_lock(&reg_mu);
+    scan_all(&sc, NULL);
+    pthread_mutex_unlock(&reg_mu);
+    /* the callback runs with no lock held; the entries live forever */
+    for (size_t i = 0; i < sc.nseen; i++) {
+        const idp_plugin *t = sc.seen[i]->tab;
         char schemes[128] = "";
         size_t n = 0;
         for (const char *const *s = t->schemes; *s && n < sizeof schemes; s++)
             n += (size_t)snprintf(schemes + n, sizeof schemes - n, "%s%s",
                                   n ? "," : "", *s);
         idp_plugin_info info = {t->name, schemes, t->abi_version,
-                                sc.libs[i].path};
+                                sc.seen[i]->path};
         fn(ud, &info);
     }
-    int rc = sc.nlibs > 0 ? IDP_OK
+    int rc = sc.nseen > 0 ? IDP_OK
                           : idp_seterr(err, IDP_EPLUGIN, "no plugin found "
                                        "(searched %s; set IDPRIME_PLUGIN_PATH)",
                                        sc.searched);
-    scan_free(&sc, NULL);
+    scan_free(&sc);
     return rc;
 }

@@ -1,43 +1,59 @@
 /*
  * engine.c - the batching/prefetch engine: a pool per counter filled in
- * batches (sized by the adaptive rule), the pool's slow path, waiting for a
+ * batches (sized by the adaptive rule), claims from it, waiting for a
  * fetch, the background worker that fetches the next batch at the low
- * watermark, priming. The per-thread leases served from the pool are in
- * lease.c.
+ * watermark, priming. The per-thread runs served from the pool are in
+ * thread.c.
  *
  * Invariants:
  * - At most one fetch per counter is in flight (`inflight`, under mu), so a
  *   counter's store answers arrive in the order they were asked for, and
  *   the regression guard can compare each with the highest value held.
- * - A segment is installed only once the previous one is exhausted (or
- *   abandoned), and every segment lies above the one before, so the IDs of
- *   one counter strictly increase within the client.
- * - An ID is handed out only from a claim whose whole range lies inside
- *   the segment of the claim's generation; claims are unique because they
- *   come from one fetch-add. Anything else (a claim across a segment's end,
- *   a ready batch too small for a large incr) becomes a gap, never a reuse.
- *   A lease claim may take just the part inside the segment: the fetch-add
- *   gives that part to one claimer only.
+ * - A segment is installed only once the previous one is used up (or
+ *   abandoned), and every segment lies above the one before, so the pool
+ *   only moves up: a thread's run lies below everything it claims later.
+ * - IDs leave the pool only through claims under mu; each is claimed once.
+ *   Whatever is not handed out (a run's rest that the pool does not
+ *   continue, a segment's rest too short for an incr) is a gap, never
+ *   served again.
+ * - mu is never held across a store call or a callback.
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "pool.h"
+#include "internal.h"
 
-#define GEN_MASK ((UINT64_C(1) << (64 - OFF_BITS)) - 1)
-
+const char *const idp_bucket_text[NBUCKETS] = {
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+    "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5",
+};
 const double idp_buckets[NBUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 };
+
+/* An incr larger than this is fetched on its own, not through the pool. */
+#define DIRECT_MIN (UINT64_C(1) << 20)
 
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int closing(const idp_counter *c)
+{
+    return atomic_load_explicit(&c->client->closing, memory_order_relaxed);
+}
+
+static int closed_err(const idp_counter *c, idp_error *e)
+{
+    return idp_seterr(e, IDP_EINVAL, "counter '%s': the client is being "
+                      "closed", c->name);
 }
 
 /* ---- Adaptive batches ------------------------------------------------- */
@@ -59,36 +75,29 @@ static int sizing(const idp_counter *c)
     return c->adaptive && c->client->policy == NULL && !c->legacy;
 }
 
-static uint64_t sized_batch(idp_counter *c);
-
 /* The batch of the fetch being set up now: near 2^63, no more than is left
- * above the highest value held, so the last IDs are served. Called with
- * c->mu held. */
+ * above the highest value held, so the last IDs are served. */
 static uint64_t next_batch(idp_counter *c)
 {
-    uint64_t b = sizing(c) ? sized_batch(c) : c->batch;
+    if (sizing(c)) {
+        double left = (double)(c->cur_end - c->cur);
+        double need = c->rate * c->lat; /* IDs asked for during one fetch */
+        double want = 2 * need + (need > left ? need - left : 0);
+        uint64_t b = want >= (double)c->max_batch ? c->max_batch
+                                                  : (uint64_t)want + 1;
+        c->batch = b < c->floor ? c->floor : b;
+    }
+    uint64_t b = c->batch;
     uint64_t left = IDP_MAX_VALUE - c->high;
     return c->high > 0 && left > 0 && b > left ? left : b;
 }
 
-static uint64_t sized_batch(idp_counter *c)
-{
-    uint64_t t = atomic_load_explicit(&c->ticket, memory_order_relaxed);
-    uint64_t off = t >> OFF_BITS == c->gen ? t & OFF_MASK : c->cur_len;
-    double left = off < c->cur_len ? (double)(c->cur_len - off) : 0;
-    double need = c->rate * c->lat; /* IDs asked for during one fetch */
-    double want = 2 * need + (need > left ? need - left : 0);
-    uint64_t b = want >= (double)c->max_batch ? c->max_batch
-                                              : (uint64_t)want + 1;
-    c->batch = b < c->floor ? c->floor : b;
-    return c->batch;
-}
-
-/* The offset of a new segment of `len` IDs at which the next fetch starts;
- * UINT64_MAX for none (low_watermark=0). Called with c->mu held. */
+/* How many IDs may be left in a new segment of `len` when the next fetch
+ * starts; UINT64_MAX for never (low_watermark=0: the caller that finds the
+ * pool empty fetches). */
 static uint64_t trigger_for(const idp_counter *c, uint64_t len)
 {
-    if (c->low_watermark == 0 || len == 0)
+    if (c->low_watermark == 0 || len == 0 || c->legacy)
         return UINT64_MAX;
     uint64_t w = len * c->low_watermark / 100;
     if (sizing(c)) {
@@ -96,127 +105,98 @@ static uint64_t trigger_for(const idp_counter *c, uint64_t len)
         if (cover > (double)w)
             w = cover >= (double)len ? len : (uint64_t)cover + 1;
     }
-    return len - w;
+    return w;
 }
 
-/* Measures the demand over the current segment so far: from its install to
- * now, `used` IDs. Called with c->mu held. */
+/* Measures the demand over the current segment so far: `used` IDs since
+ * it was installed. */
 static void sample_rate(idp_counter *c, uint64_t used, double now)
 {
     if (used >= RATE_MIN_IDS && c->installed_at > 0 && now > c->installed_at)
         c->rate = (double)used / (now - c->installed_at);
 }
 
+/* ---- The background worker's queue ------------------------------------ */
+
+static void *worker_main(void *arg);
+
 /* Queues a background fetch for the counter, unless one is in flight or
- * ready already. Called with c->mu held. */
+ * ready already; starts the worker on first use (and again in a child
+ * after fork). Called with c->mu held. */
 static void request_async(idp_counter *c)
 {
     /* at 2^63 - 1 nothing is left to fetch: the caller that needs an ID
      * gets the error */
     if (c->inflight || c->has_ready || c->legacy || c->high == IDP_MAX_VALUE)
         return;
-    c->want_gen = c->gen;
+    c->want_seg = c->seg_id;
     if (c->queued)
         return;
     idp_client *cl = c->client;
-    c->queued = 1;
     pthread_mutex_lock(&cl->qmu);
-    c->qnext = cl->queue;
-    cl->queue = c;
-    pthread_cond_signal(&cl->qcv);
+    if (!cl->worker_running && !cl->stopping &&
+        pthread_create(&cl->worker, NULL, worker_main, cl) == 0)
+        cl->worker_running = 1;
+    if (cl->worker_running) {
+        /* without a worker (no thread could start) the caller that finds
+         * the pool empty fetches */
+        c->queued = 1;
+        c->qnext = cl->queue;
+        cl->queue = c;
+        pthread_cond_signal(&cl->qcv);
+    }
     pthread_mutex_unlock(&cl->qmu);
 }
 
-/* The claim `cl` crossed the low watermark: measure the demand until it
- * (the IDs claimed before it; a lease's IDs are not handed out yet), then
- * ask for the next batch. */
-void prefetch_trigger(idp_counter *c, const claim *cl)
+/* After a claim that started at `from`: at the watermark, measure the
+ * demand until the claim (what it took itself may be a thread's run, not
+ * handed out yet) and ask for the next batch, once per segment. Called
+ * with c->mu held. */
+static void check_trigger(idp_counter *c, uint64_t from)
 {
-    pthread_mutex_lock(&c->mu);
-    if (c->gen == cl->gen)
-        sample_rate(c, cl->off, now_s());
+    uint64_t left = c->cur_end - c->cur;
+    if (c->trigger_left == UINT64_MAX || left > c->trigger_left ||
+        c->trig_seg == c->seg_id)
+        return;
+    c->trig_seg = c->seg_id; /* once per segment */
+    sample_rate(c, from - (c->cur_end - c->seg_len), now_s());
     request_async(c);
-    pthread_mutex_unlock(&c->mu);
 }
 
-/*
- * Publishes [base, base+len) as the new segment with `claimed` offsets
- * already taken by the caller, retiring the current one. Called with c->mu
- * held.
- */
-static void install(idp_counter *c, uint64_t base, uint64_t len,
-                    uint64_t claimed)
+/* The largest run a thread takes from a segment of `len`: up to LEASE_MAX
+ * and a sixteenth of the segment, so small batches are not emptied into a
+ * few threads' runs. */
+static uint64_t run_cap(uint64_t len)
 {
-    uint64_t g = (c->gen + 1) & GEN_MASK;
-    segment *s = &c->seg[g & (SEG_RING - 1)];
+    uint64_t cap = len / 16;
+    return cap > LEASE_MAX ? LEASE_MAX : cap < 1 ? 1 : cap;
+}
+
+/* Makes [base, base+len) the segment being served; what was left of the
+ * current one is a gap. Called with c->mu held. */
+static void install(idp_counter *c, uint64_t base, uint64_t len)
+{
     double now = now_s();
     /* The whole segment measures the demand, unless a caller waited in it:
      * then it ran dry and the time says nothing of the demand. */
-    if (c->waited == c->waited_at_install) {
-        uint64_t off = atomic_load_explicit(&c->ticket, memory_order_relaxed) &
-                       OFF_MASK;
-        sample_rate(c, off < c->cur_len ? off : c->cur_len, now);
-    }
+    if (c->waited == c->waited_at_install && c->seg_len > 0)
+        sample_rate(c, c->seg_len - (c->cur_end - c->cur), now);
     c->waited_at_install = c->waited;
-    /* low_watermark=0: no background fetch; the caller that finds the
-     * pool empty fetches. */
-    uint64_t trigger = trigger_for(c, len);
-
-    /* seqlock write: odd generation while the slot changes; a reader that
-     * sees any new field also sees the odd generation */
-    atomic_store_explicit(&s->gen, g * 2 + 1, memory_order_relaxed);
-    atomic_store_explicit(&s->base, base, memory_order_release);
-    atomic_store_explicit(&s->len, len, memory_order_release);
-    atomic_store_explicit(&s->trigger, trigger, memory_order_release);
-    atomic_store_explicit(&s->gen, g * 2, memory_order_release);
-
-    uint64_t old = atomic_exchange_explicit(&c->ticket, g << OFF_BITS | claimed,
-                                            memory_order_acq_rel);
-    uint64_t old_off = old & OFF_MASK;
-    uint64_t used = old_off < c->cur_len ? old_off : c->cur_len;
-    c->claimed_retired += used;
+    c->cur = base;
+    c->cur_end = base + len;
+    c->seg_len = len;
+    c->seg_id++;
     c->installed_at = now;
-    c->gen = g;
-    c->cur_len = len;
-    if (len > 0 && claimed >= trigger)
-        request_async(c);
+    c->trigger_left = trigger_for(c, len);
 }
 
-/* Asks the batch policy, if any, for the next batch. Called with c->mu
- * held after every successful fetch. */
-static void apply_policy(idp_counter *c, uint64_t n, double dt)
-{
-    idp_client *cl = c->client;
-    if (cl->policy == NULL || c->legacy)
-        return;
-    idp_policy_input in = {c->name, n, c->rate, dt, c->waited - c->waited_at_fetch,
-                           c->prime_calls};
-    c->waited_at_fetch = c->waited;
-    uint64_t next = cl->policy(cl->policy_ud, &in);
-    if (next == 0)
-        return;
-    if (next > (uint64_t)IDP_MAX_BATCH) {
-        store_log(&cl->st, IDP_LOG_WARN, "counter '%s': the batch policy "
-                  "answered %llu, outside 1..%lld; keeping %llu", c->name,
-                  (unsigned long long)next, (long long)IDP_MAX_BATCH,
-                  (unsigned long long)c->batch);
-        return;
-    }
-    c->batch = next;
-}
+/* ---- Fetches ---------------------------------------------------------- */
 
-/*
- * Takes the result of a fetch of op->n IDs: checks the answer, applies the
- * regression guard, and on success leaves the batch ready for the pool
- * (to_pool) or to the caller (metaprime=0). Called with c->mu held; wakes
- * every waiter. On error fills e and remembers it for the waiters.
- */
-static int fetch_done(idp_counter *c, const idp_incr_op *op, double dt,
-                      int async, int to_pool, idp_error *e)
+/* Checks the store's answer to op: a value below 2^63, not below the
+ * increment, above everything held (the regression guard). */
+static int check_answer(idp_counter *c, const idp_incr_op *op, idp_error *e)
 {
     int rc = op->status;
-    c->inflight = 0;
-    c->fetch_seq++;
     if (rc == IDP_OK && op->value > IDP_MAX_VALUE)
         rc = idp_seterr(e, IDP_ERANGE, "the store answered %llu: counters "
                         "stay below 2^63", (unsigned long long)op->value);
@@ -235,10 +215,49 @@ static int fetch_done(idp_counter *c, const idp_incr_op *op, double dt,
                         (unsigned long long)c->high,
                         (unsigned long long)c->high);
     }
+    return rc;
+}
+
+/* Asks the batch policy for the next batch, with c->mu released for the
+ * call (the fetch stays in flight, so the counter's next fetch waits). */
+static void apply_policy(idp_counter *c, uint64_t n, double dt)
+{
+    idp_client *cl = c->client;
+    if (cl->policy == NULL || c->legacy)
+        return;
+    idp_policy_input in = {c->name, n, c->rate, dt,
+                           c->waited - c->waited_at_fetch, c->prime_calls};
+    c->waited_at_fetch = c->waited;
+    pthread_mutex_unlock(&c->mu);
+    uint64_t next = cl->policy(cl->policy_ud, &in);
+    if (next > (uint64_t)IDP_MAX_BATCH)
+        store_log(&cl->st, IDP_LOG_WARN, "counter '%s': the batch policy "
+                  "answered %llu, outside 1..%lld; keeping the last good "
+                  "batch", c->name, (unsigned long long)next,
+                  (long long)IDP_MAX_BATCH);
+    pthread_mutex_lock(&c->mu);
+    if (next != 0 && next <= (uint64_t)IDP_MAX_BATCH)
+        c->batch = next;
+}
+
+/*
+ * Takes the result of a fetch of op->n IDs: checks the answer and on
+ * success leaves the batch ready for the pool (to_pool) or for the caller
+ * (metaprime=0, a large incr). Called with c->mu held (released only
+ * around the policy); ends the fetch and wakes every waiter. On error
+ * fills e and remembers it for the waiters.
+ */
+static int fetch_done(idp_counter *c, const idp_incr_op *op, double dt,
+                      int async, int to_pool, idp_error *e)
+{
+    idp_client *cl = c->client;
+    int rc = check_answer(c, op, e);
     if (rc != IDP_OK) {
         idp_prefixerr(e, "counter '%s'", c->name);
         c->errors++;
-        atomic_fetch_add_explicit(&c->client->errors, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&cl->errors, 1, memory_order_relaxed);
+        c->inflight = 0;
+        c->fetch_seq++;
         c->fail_seq = c->fetch_seq;
         c->last_err = *e;
         pthread_cond_broadcast(&c->cv);
@@ -253,13 +272,17 @@ static int fetch_done(idp_counter *c, const idp_incr_op *op, double dt,
     size_t b = 0;
     while (b < NBUCKETS && dt > idp_buckets[b])
         b++;
-    c->buckets[b]++;
+    atomic_fetch_add_explicit(&cl->buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&cl->fetch_ns, (uint64_t)(dt * 1e9),
+                              memory_order_relaxed);
     apply_policy(c, op->n, dt);
     if (to_pool) {
         c->has_ready = 1;
         c->ready_base = op->value - op->n + 1;
         c->ready_len = op->n;
     }
+    c->inflight = 0;
+    c->fetch_seq++;
     pthread_cond_broadcast(&c->cv);
     return IDP_OK;
 }
@@ -282,9 +305,9 @@ static int fetch_sync(idp_counter *c, uint64_t n, int to_pool, uint64_t *last,
     return rc;
 }
 
-
 /* Waits for the fetch in flight to finish, bounded well beyond the store's
- * own timeout. Called with c->mu held. */
+ * own timeout; gives up when the client is being closed. Called with
+ * c->mu held. */
 static int wait_fetch(idp_counter *c, idp_error *e)
 {
     struct timespec dl;
@@ -297,42 +320,23 @@ static int wait_fetch(idp_counter *c, idp_error *e)
         dl.tv_nsec -= 1000000000L;
     }
     uint64_t seq = c->fetch_seq;
-    while (c->inflight && c->fetch_seq == seq)
+    while (c->inflight && c->fetch_seq == seq) {
+        if (closing(c))
+            return closed_err(c, e);
         if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) != 0)
             return idp_seterr(e, IDP_ETIMEOUT, "counter '%s': a fetch in "
                               "flight did not finish within %llu ms",
                               c->name, (unsigned long long)ms);
+    }
     return IDP_OK;
 }
 
-/* metaprime=0: every allocation is one store round trip, one at a time per
- * counter so the regression guard sees answers in order. */
-static int alloc_legacy(idp_counter *c, uint64_t n, uint64_t *first,
-                        idp_error *e)
-{
-    pthread_mutex_lock(&c->mu);
-    int rc = IDP_OK;
-    while (c->inflight && rc == IDP_OK)
-        rc = wait_fetch(c, e);
-    uint64_t last = 0;
-    if (rc == IDP_OK)
-        rc = fetch_sync(c, n, 0, &last, e);
-    c->waited++;
-    if (rc == IDP_OK) {
-        c->direct_served += n;
-        *first = last - n + 1;
-    }
-    pthread_mutex_unlock(&c->mu);
-    return rc;
-}
-
-/*
- * An incr too large for the pool: fetched on its own. The pool is dropped
- * first (a gap), so every later ID stays above this range. Called with
- * c->mu held.
- */
-static int alloc_direct(idp_counter *c, uint64_t n, uint64_t *first,
-                        idp_error *e)
+/* A fetch of exactly n IDs for the caller, outside the pool (metaprime=0,
+ * or an incr too large for a batch), after the fetch in flight. The pool
+ * is dropped first unless `keep_pool` (a gap), so that every later ID of
+ * the counter lies above the range. Called with c->mu held. */
+static int fetch_direct(idp_counter *c, uint64_t n, int keep_pool,
+                        uint64_t *first, idp_error *e)
 {
     int rc = IDP_OK;
     while (c->inflight && rc == IDP_OK)
@@ -340,92 +344,151 @@ static int alloc_direct(idp_counter *c, uint64_t n, uint64_t *first,
     c->waited++;
     if (rc != IDP_OK)
         return rc;
-    if (c->has_ready) {
+    if (!keep_pool) {
         c->has_ready = 0;
-        c->skipped += c->ready_len;
+        install(c, 0, 0);
     }
-    install(c, 0, 0, 0);
     uint64_t last = 0;
     if ((rc = fetch_sync(c, n, 0, &last, e)) == IDP_OK) {
-        c->direct_served += n;
+        c->served_pool += n;
         *first = last - n + 1;
     }
     return rc;
 }
 
-/*
- * The pool could not serve the claim: install a ready batch, wait for the
- * one in flight, or fetch on the caller's thread. `missed` is the failed
- * fast claim.
- */
-int alloc_slow(idp_counter *c, uint64_t n, const claim *missed,
-               uint64_t *first, idp_error *e)
+/* ---- Claims ----------------------------------------------------------- */
+
+/* A call enters or leaves a slow path that may block: idp_close waits until
+ * none is inside. */
+static void enter(idp_client *cl)
 {
-    if (c->legacy)
-        return alloc_legacy(c, n, first, e);
-    pthread_mutex_lock(&c->mu);
-    c->straddled += missed->straddled;
-    c->lost += missed->lost;
-    if (n > FAST_MAX) {
-        int rc = alloc_direct(c, n, first, e);
-        pthread_mutex_unlock(&c->mu);
-        return rc;
+    atomic_fetch_add_explicit(&cl->active, 1, memory_order_acquire);
+}
+
+static void leave(idp_client *cl)
+{
+    if (atomic_fetch_sub_explicit(&cl->active, 1, memory_order_release) == 1 &&
+        atomic_load_explicit(&cl->closing, memory_order_relaxed)) {
+        pthread_mutex_lock(&cl->qmu);
+        pthread_cond_broadcast(&cl->qcv);
+        pthread_mutex_unlock(&cl->qmu);
     }
-    int rc = IDP_OK, waited = 0;
+}
+
+/* The pool is empty: install the ready batch, wait for the fetch in flight,
+ * or fetch (at least n) on the caller's thread. *waited tells whether this
+ * call waited already (and since which fetch). Called with c->mu held. */
+static int refill_pool(idp_counter *c, uint64_t n, int *waited,
+                       uint64_t *waited_seq, idp_error *e)
+{
+    if (c->has_ready) {
+        c->has_ready = 0;
+        install(c, c->ready_base, c->ready_len);
+        return IDP_OK;
+    }
+    if (closing(c))
+        return closed_err(c, e);
+    if (*waited && c->fail_seq > *waited_seq) {
+        *e = c->last_err; /* the fetch this call waited for failed */
+        return e->code;
+    }
+    if (!*waited) {
+        /* The segment ran dry: its IDs went in the time since it was
+         * installed, the best measure of the demand there is. */
+        sample_rate(c, c->seg_len, now_s());
+        c->waited++; /* install then takes no second sample */
+    }
+    *waited = 1;
+    *waited_seq = c->fetch_seq;
+    if (c->inflight)
+        return wait_fetch(c, e);
+    uint64_t size = next_batch(c);
+    return fetch_sync(c, n > size ? n : size, 1, NULL, e);
+}
+
+int engine_claim(idp_counter *c, tlease *l, run *r, uint64_t n,
+                 uint64_t extra, uint64_t *first, idp_error *e)
+{
+    idp_client *cl = c->client;
+    enter(cl);
+    pthread_mutex_lock(&c->mu);
+    int rc = IDP_OK;
+    if (c->legacy) {
+        rc = fetch_direct(c, n, 1, first, e);
+        goto out;
+    }
+    if (n > DIRECT_MIN) {
+        if (l != NULL) { /* the run's rest: below the pool, a gap */
+            l->gapped += atomic_load_explicit(&l->end, memory_order_relaxed) -
+                         atomic_load_explicit(&l->next, memory_order_relaxed);
+            atomic_store_explicit(&l->next, atomic_load_explicit(
+                &l->end, memory_order_relaxed), memory_order_relaxed);
+        }
+        rc = fetch_direct(c, n, 0, first, e);
+        goto out;
+    }
+    run mine = {0, 0, 0, 0};
+    if (l != NULL)
+        mine = (run){atomic_load_explicit(&l->next, memory_order_relaxed),
+                     atomic_load_explicit(&l->end, memory_order_relaxed),
+                     l->taken, l->gapped};
+    else
+        mine = *r;
+    int waited = 0;
     uint64_t waited_seq = 0;
     for (;;) {
-        claim cl = {0};
-        enum claim_result r = claim_fast(c, n, 0, &cl);
-        c->straddled += cl.straddled;
-        c->lost += cl.lost;
-        if (r != CLAIM_MISS) {
-            *first = cl.first;
-            if (r == CLAIM_OK_TRIGGER)
-                request_async(c);
-            break;
-        }
-        if (c->has_ready) {
-            c->has_ready = 0;
-            if (c->ready_len >= n) {
-                *first = c->ready_base;
-                install(c, c->ready_base, c->ready_len, n);
-                break;
+        uint64_t rest = mine.end - mine.next;
+        /* the pool continues the run: its rest serves first */
+        int runs_on = rest > 0 && c->cur == mine.end;
+        uint64_t need = runs_on ? n - rest : n;
+        uint64_t avail = c->cur_end - c->cur;
+        if (avail >= need) {
+            uint64_t more = l != NULL && extra > run_cap(c->seg_len)
+                                ? run_cap(c->seg_len) : extra;
+            uint64_t k = need + more > avail ? avail : need + more;
+            uint64_t from = c->cur;
+            if (!runs_on) {
+                mine.gapped += rest;
+                mine.next = c->cur;
             }
-            /* Too small for this incr: skipped, so IDs keep increasing. */
-            c->skipped += c->ready_len;
-            continue;
-        }
-        if (waited && c->fail_seq > waited_seq) {
-            /* the fetch this call waited for failed */
-            *e = c->last_err;
-            rc = e->code;
+            c->cur += k;
+            mine.taken += k;
+            mine.end = c->cur;
+            *first = mine.next;
+            mine.next += n;
+            check_trigger(c, from);
             break;
         }
-        if (!waited) {
-            /* The segment ran dry: its IDs went in the time since it was
-             * installed, the best measure of the demand there is. Counted
-             * before the install, which then takes no second sample. */
-            if (atomic_load_explicit(&c->ticket, memory_order_relaxed) >> OFF_BITS ==
-                c->gen)
-                sample_rate(c, c->cur_len, now_s());
-            c->waited++;
-        }
-        waited = 1;
-        waited_seq = c->fetch_seq;
-        if (c->inflight) {
-            if ((rc = wait_fetch(c, e)) != IDP_OK)
-                break;
+        if (avail > 0) {
+            /* Too short for the claim: the run takes it, and the next batch
+             * serves the claim on from it where it continues it (one client
+             * alone, usually); otherwise it is a gap. */
+            if (!runs_on) {
+                mine.gapped += rest;
+                mine.next = c->cur;
+            }
+            mine.taken += avail;
+            mine.end = c->cur = c->cur_end;
             continue;
         }
-        uint64_t size = next_batch(c);
-        if ((rc = fetch_sync(c, n > size ? n : size, 1, NULL, e)) != IDP_OK)
+        if ((rc = refill_pool(c, n, &waited, &waited_seq, e)) != IDP_OK)
             break;
     }
-    /* Keep the offset bits far from overflowing into the generation. */
-    if ((atomic_load_explicit(&c->ticket, memory_order_relaxed) & OFF_MASK) >
-        OFF_MASK / 2)
-        install(c, 0, 0, 0);
+    if (l != NULL) {
+        uint64_t cap = run_cap(c->seg_len); /* the next run: doubled */
+        l->size = l->size * 2 > cap ? cap : l->size * 2;
+        atomic_store_explicit(&l->end, mine.end, memory_order_relaxed);
+        atomic_store_explicit(&l->next, mine.next, memory_order_relaxed);
+        l->taken = mine.taken;
+        l->gapped = mine.gapped;
+    } else {
+        *r = mine;
+        if (rc == IDP_OK) /* a caller cache takes them all: served */
+            c->served_pool += n + (mine.end - mine.next);
+    }
+out:
     pthread_mutex_unlock(&c->mu);
+    leave(cl);
     return rc;
 }
 
@@ -462,17 +525,18 @@ static int set_fetch(idp_client *cl, fetch_set *fs, int async, idp_error *err)
     for (size_t i = 0; i < fs->k; i++) {
         idp_counter *c = fs->c[i];
         pthread_mutex_lock(&c->mu);
-        if (fetch_done(c, &fs->ops[i], dt, async, 1, &errs[i]) != IDP_OK) {
-            if (async)
-                store_log(&cl->st, IDP_LOG_DEBUG, "background fetch "
-                          "failed: %s", errs[i].msg);
-            if (rc == IDP_OK) {
-                rc = errs[i].code;
-                if (err != NULL)
-                    *err = errs[i];
-            }
-        }
+        int r = fetch_done(c, &fs->ops[i], dt, async, 1, &errs[i]);
         pthread_mutex_unlock(&c->mu);
+        if (r == IDP_OK)
+            continue;
+        if (async)
+            store_log(&cl->st, IDP_LOG_DEBUG, "background fetch failed: %s",
+                      errs[i].msg);
+        if (rc == IDP_OK) {
+            rc = errs[i].code;
+            if (err != NULL)
+                *err = errs[i];
+        }
     }
     fs->k = 0;
     return rc;
@@ -490,7 +554,8 @@ static void run_fetches(idp_client *cl, idp_counter *list)
             pthread_mutex_lock(&c->mu);
             c->queued = 0;
             /* Stale when a caller fetched and installed meanwhile. */
-            if (!c->inflight && !c->has_ready && c->want_gen == c->gen)
+            if (!c->inflight && !c->has_ready && c->want_seg == c->seg_id &&
+                c->high < IDP_MAX_VALUE && !closing(c))
                 set_add(&fs, c);
             pthread_mutex_unlock(&c->mu);
         }
@@ -518,28 +583,37 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int engine_start(idp_client *cl, idp_error *err)
+void engine_start(idp_client *cl)
 {
     pthread_mutex_init(&cl->qmu, NULL);
     pthread_cond_init(&cl->qcv, NULL);
-    if (cl->cfg.metaprime == 0)
-        return IDP_OK;
-    if (pthread_create(&cl->worker, NULL, worker_main, cl) != 0)
-        return idp_seterr(err, IDP_ENOMEM, "cannot start the fetch thread");
-    cl->worker_running = 1;
-    return IDP_OK;
 }
 
+/* Stops the worker and waits until no call is inside a slow path: those
+ * that wait for a fetch give up with an error. */
 void engine_stop(idp_client *cl)
 {
-    if (cl->worker_running) {
-        pthread_mutex_lock(&cl->qmu);
-        cl->stopping = 1;
-        pthread_cond_broadcast(&cl->qcv);
-        pthread_mutex_unlock(&cl->qmu);
+    atomic_store(&cl->closing, 1);
+    pthread_mutex_lock(&cl->mu);
+    for (size_t b = 0; b < cl->nbuckets; b++)
+        for (idp_counter *c = cl->table[b]; c != NULL; c = c->hnext) {
+            pthread_mutex_lock(&c->mu);
+            pthread_cond_broadcast(&c->cv);
+            pthread_mutex_unlock(&c->mu);
+        }
+    pthread_mutex_unlock(&cl->mu);
+    pthread_mutex_lock(&cl->qmu);
+    cl->stopping = 1;
+    pthread_cond_broadcast(&cl->qcv);
+    int joined = cl->worker_running;
+    pthread_mutex_unlock(&cl->qmu);
+    if (joined)
         pthread_join(cl->worker, NULL);
-        cl->worker_running = 0;
-    }
+    pthread_mutex_lock(&cl->qmu);
+    cl->worker_running = 0;
+    while (atomic_load(&cl->active) > 0)
+        pthread_cond_wait(&cl->qcv, &cl->qmu);
+    pthread_mutex_unlock(&cl->qmu);
     pthread_cond_destroy(&cl->qcv);
     pthread_mutex_destroy(&cl->qmu);
 }
@@ -554,7 +628,8 @@ int engine_prime(idp_client *cl, idp_counter *const *cs, size_t n,
     for (size_t done = 0; done < n && rc == IDP_OK;) {
         for (; done < n && fs.k < WORK_CHUNK; done++) {
             pthread_mutex_lock(&cs[done]->mu);
-            if (!cs[done]->inflight && !cs[done]->has_ready && cs[done]->gen == 0)
+            if (!cs[done]->inflight && !cs[done]->has_ready &&
+                cs[done]->seg_id == 0)
                 set_add(&fs, cs[done]);
             pthread_mutex_unlock(&cs[done]->mu);
         }
@@ -566,7 +641,7 @@ int engine_prime(idp_client *cl, idp_counter *const *cs, size_t n,
 
 /* ---- Counters --------------------------------------------------------- */
 
-int engine_counter_init(idp_counter *c, idp_client *cl, const counter_cfg *cfg)
+void engine_counter_init(idp_counter *c, idp_client *cl, const counter_cfg *cfg)
 {
     c->client = cl;
     c->legacy = cl->cfg.metaprime == 0;
@@ -575,52 +650,49 @@ int engine_counter_init(idp_counter *c, idp_client *cl, const counter_cfg *cfg)
                                                : c->floor;
     c->adaptive = cfg->adaptive != 0;
     c->low_watermark = (uint64_t)cfg->low_watermark;
-    /* generation 0 is an empty segment: the first claim takes the slow path */
+    c->trigger_left = UINT64_MAX;
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->cv, &ca);
     pthread_condattr_destroy(&ca);
-    return IDP_OK;
 }
 
 void engine_counter_destroy(idp_counter *c)
 {
+    leases_drop_all(c);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
 }
 
-void engine_stats(idp_counter *c, idp_counter_stats *out,
-                  uint64_t buckets[NBUCKETS + 1])
+void engine_stats(idp_counter *c, idp_counter_stats *out)
 {
+    idp_counter_stats s;
+    memset(&s, 0, sizeof s);
     pthread_mutex_lock(&c->mu);
-    uint64_t off = atomic_load_explicit(&c->ticket, memory_order_relaxed) & OFF_MASK;
-    uint64_t claimed = c->claimed_retired + (off < c->cur_len ? off : c->cur_len);
-    /* IDs still in the threads' leases are not served yet; exact once the
-     * threads are quiet, a close estimate while they run. */
-    uint64_t leased = atomic_load_explicit(&c->lease_dropped, memory_order_relaxed);
-    for (size_t i = 1; i < LEASE_SLOTS; i++) {
-        uint64_t next = atomic_load_explicit(&c->leases[i].next, memory_order_relaxed);
-        uint64_t end = atomic_load_explicit(&c->leases[i].end, memory_order_relaxed);
-        leased += end > next ? end - next : 0;
+    /* Each run's served count only grows (its owner moves `next` up; end,
+     * taken and gapped change under mu), and a dropped run's count moves
+     * into served_done under mu: the total never goes backwards. */
+    uint64_t served = c->served_done + c->served_pool;
+    for (tlease *l = c->leases; l != NULL; l = l->cnext) {
+        uint64_t end = atomic_load_explicit(&l->end, memory_order_relaxed);
+        uint64_t next = atomic_load_explicit(&l->next, memory_order_relaxed);
+        served += l->taken - l->gapped - (end - next);
     }
-    /* A lost claim is taken as one inside its segment: a claim past the
-     * end that then stalled through SEG_RING fetches would count twice. */
-    uint64_t served = claimed - c->straddled - c->lost - leased + c->direct_served;
-    memset(out, 0, sizeof *out);
-    out->ids_served = served;
-    out->prime_calls = c->prime_calls;
-    out->prefetch_async = c->prefetch_async;
-    out->waited_calls = c->waited;
-    out->errors = c->errors;
-    out->regressions = c->regressions;
-    out->unused_ids = c->fetched - served;
-    out->batch = c->batch;
-    out->high = c->high;
-    out->fetch_seconds = c->fetch_seconds;
-    out->in_flight = c->inflight || c->queued;
-    if (buckets != NULL)
-        memcpy(buckets, c->buckets, sizeof c->buckets);
+    s.ids_served = served;
+    s.prime_calls = c->prime_calls;
+    s.prefetch_async = c->prefetch_async;
+    s.waited_calls = c->waited;
+    s.errors = c->errors;
+    s.regressions = c->regressions;
+    s.unused_ids = c->fetched > served ? c->fetched - served : 0;
+    s.batch = c->batch;
+    s.high = c->high;
+    s.fetch_seconds = c->fetch_seconds;
+    s.in_flight = c->inflight || c->queued;
     pthread_mutex_unlock(&c->mu);
+    size_t n = out->size < sizeof s ? out->size : sizeof s;
+    s.size = out->size;
+    memcpy(out, &s, n);
 }

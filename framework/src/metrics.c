@@ -1,85 +1,138 @@
 /*
- * metrics.c - a client's metrics as Prometheus text exposition. The
- * original names stay (meta_NAME_prime_calls_total, ..._ids_served_total,
- * ..._prefetch_async_total, meta_prime_errors_total), beside what operators
- * need: waits, regressions, a fetch latency histogram, the batch size.
+ * metrics.c - a client's metrics as Prometheus text exposition.
+ *
+ * Every counter appears in labelled families (idprime_ids_served_total
+ * {counter="a-b"} ...), valid for every allowed counter name. The original
+ * names (meta_NAME_prime_calls_total, meta_NAME_ids_served_total,
+ * meta_NAME_prefetch_async_total) are written too where NAME is itself a
+ * valid metric-name part ([A-Za-z0-9_]): such names map to themselves, so
+ * no two counters can share one; a counter named a-b, a.b or a:b appears
+ * only in the labelled families. meta_prime_errors_total and one fetch
+ * latency histogram are per client. About 0.9 KB per counter with short
+ * names. Numbers are written as integers (seconds as integer.nanoseconds),
+ * whatever the locale.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
-/* Metric names allow [a-zA-Z0-9_:]; counter names may also hold '.' '-'. */
-static void metric_name(char *out, size_t len, const char *name)
-{
-    size_t i = 0;
-    for (; name[i] != '\0' && i + 1 < len; i++) {
-        char ch = name[i];
-        out[i] = (ch == '.' || ch == '-') ? '_' : ch;
-    }
-    out[i] = '\0';
-}
-
-static void one(FILE *f, const char *type, const char *name, const char *what,
-                const char *help, uint64_t v)
-{
-    fprintf(f, "# HELP meta_%s_%s %s\n# TYPE meta_%s_%s %s\nmeta_%s_%s %llu\n",
-            name, what, help, name, what, type, name, what,
-            (unsigned long long)v);
-}
-
-static void counter_metrics(FILE *f, idp_counter *c)
-{
+typedef struct row {
+    const idp_counter *c;
     idp_counter_stats s;
-    uint64_t b[NBUCKETS + 1];
-    engine_stats(c, &s, b);
-    char n[IDP_NAME_MAX + 1];
-    metric_name(n, sizeof n, c->name);
-    one(f, "counter", n, "prime_calls_total", "Batch fetches from the store "
-        "(one round trip each).", s.prime_calls);
-    one(f, "counter", n, "ids_served_total", "IDs handed out.", s.ids_served);
-    one(f, "counter", n, "prefetch_async_total", "Batch fetches done in the "
-        "background.", s.prefetch_async);
-    one(f, "counter", n, "waited_calls_total", "Calls that had to wait for a "
-        "store round trip.", s.waited_calls);
-    one(f, "counter", n, "fetch_errors_total", "Failed batch fetches.",
-        s.errors);
-    one(f, "counter", n, "regressions_total", "Store answers refused as at or "
-        "below a value already held.", s.regressions);
-    one(f, "gauge", n, "batch_size", "Batch size of the next fetch.", s.batch);
-    one(f, "gauge", n, "unused_ids", "IDs fetched but not handed out.",
-        s.unused_ids);
-    fprintf(f, "# HELP meta_%s_fetch_seconds Latency of batch fetches.\n"
-            "# TYPE meta_%s_fetch_seconds histogram\n", n, n);
-    uint64_t cum = 0;
-    for (size_t i = 0; i < NBUCKETS; i++) {
-        cum += b[i];
-        fprintf(f, "meta_%s_fetch_seconds_bucket{le=\"%g\"} %llu\n", n,
-                idp_buckets[i], (unsigned long long)cum);
-    }
-    cum += b[NBUCKETS];
-    fprintf(f, "meta_%s_fetch_seconds_bucket{le=\"+Inf\"} %llu\n"
-            "meta_%s_fetch_seconds_sum %.9f\n"
-            "meta_%s_fetch_seconds_count %llu\n", n, (unsigned long long)cum,
-            n, s.fetch_seconds, n, (unsigned long long)cum);
+} row;
+
+static int plain_name(const char *name)
+{
+    for (const char *p = name; *p != '\0'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '_'))
+            return 0;
+    return 1;
 }
 
-API char *idp_metrics(idp_client *c)
+#define FIELD(f) offsetof(idp_counter_stats, f)
+
+static const struct family {
+    const char *name;    /* idprime_NAME and, where `meta`, meta_C_NAME */
+    const char *type;
+    size_t off;
+    int meta;
+    const char *help;
+} families[] = {
+    {"prime_calls_total", "counter", FIELD(prime_calls), 1,
+     "Batch fetches from the store (one round trip each)."},
+    {"ids_served_total", "counter", FIELD(ids_served), 1, "IDs handed out."},
+    {"prefetch_async_total", "counter", FIELD(prefetch_async), 1,
+     "Batch fetches done in the background."},
+    {"waited_calls_total", "counter", FIELD(waited_calls), 0,
+     "Calls that had to wait for a store round trip."},
+    {"fetch_errors_total", "counter", FIELD(errors), 0, "Failed batch fetches."},
+    {"regressions_total", "counter", FIELD(regressions), 0,
+     "Store answers refused as at or below a value already held."},
+    {"batch_size", "gauge", FIELD(batch), 0, "Batch size of the next fetch."},
+    {"unused_ids", "gauge", FIELD(unused_ids), 0,
+     "IDs fetched but not handed out."},
+};
+#define NFAMILIES (sizeof families / sizeof families[0])
+
+static unsigned long long value_of(const row *r, const struct family *f)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (f == NULL)
-        return NULL;
+    return (unsigned long long)*(const uint64_t *)(const void *)
+        ((const char *)&r->s + f->off);
+}
+
+static void write_all(FILE *f, idp_client *c, const row *rows, size_t n)
+{
     fprintf(f, "# HELP meta_prime_errors_total Failed batch fetches, all "
             "counters.\n# TYPE meta_prime_errors_total counter\n"
             "meta_prime_errors_total %llu\n",
             (unsigned long long)atomic_load(&c->errors));
+    for (size_t i = 0; i < n; i++) {
+        if (!plain_name(rows[i].c->name))
+            continue;
+        for (size_t k = 0; k < NFAMILIES; k++) {
+            if (!families[k].meta)
+                continue;
+            const char *nm = rows[i].c->name, *fam = families[k].name;
+            fprintf(f, "# HELP meta_%s_%s %s\n# TYPE meta_%s_%s %s\n"
+                    "meta_%s_%s %llu\n", nm, fam, families[k].help, nm, fam,
+                    families[k].type, nm, fam, value_of(&rows[i], &families[k]));
+        }
+    }
+    for (size_t k = 0; k < NFAMILIES && n > 0; k++) {
+        fprintf(f, "# HELP idprime_%s %s\n# TYPE idprime_%s %s\n",
+                families[k].name, families[k].help, families[k].name,
+                families[k].type);
+        for (size_t i = 0; i < n; i++)
+            fprintf(f, "idprime_%s{counter=\"%s\"} %llu\n", families[k].name,
+                    rows[i].c->name, value_of(&rows[i], &families[k]));
+    }
+    fprintf(f, "# HELP idprime_fetch_seconds Latency of batch fetches, all "
+            "counters.\n# TYPE idprime_fetch_seconds histogram\n");
+    unsigned long long cum = 0;
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        cum += atomic_load(&c->buckets[i]);
+        fprintf(f, "idprime_fetch_seconds_bucket{le=\"%s\"} %llu\n",
+                idp_bucket_text[i], cum);
+    }
+    cum += atomic_load(&c->buckets[NBUCKETS]);
+    unsigned long long ns = atomic_load(&c->fetch_ns);
+    fprintf(f, "idprime_fetch_seconds_bucket{le=\"+Inf\"} %llu\n"
+            "idprime_fetch_seconds_sum %llu.%09llu\n"
+            "idprime_fetch_seconds_count %llu\n", cum, ns / 1000000000ULL,
+            ns % 1000000000ULL, cum);
+}
+
+API char *idp_metrics(idp_client *c)
+{
+    if (c == NULL)
+        return NULL;
+    fork_check(c);
+    /* Counters are freed only by idp_close, which must not race with this
+     * call: the list taken under the table's lock stays valid after it. */
     pthread_mutex_lock(&c->mu);
-    for (idp_counter *k = c->counters; k != NULL; k = k->next)
-        counter_metrics(f, k);
+    size_t n = c->ncounters;
+    row *rows = calloc(n ? n : 1, sizeof *rows);
+    size_t k = 0;
+    for (size_t b = 0; rows != NULL && b < c->nbuckets; b++)
+        for (idp_counter *x = c->table[b]; x != NULL && k < n; x = x->hnext)
+            rows[k++].c = x;
     pthread_mutex_unlock(&c->mu);
-    if (fclose(f) != 0) {
+    if (rows == NULL)
+        return NULL;
+    for (size_t i = 0; i < k; i++) {
+        rows[i].s.size = sizeof rows[i].s;
+        engine_stats((idp_counter *)rows[i].c, &rows[i].s);
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f != NULL)
+        write_all(f, c, rows, k);
+    free(rows);
+    if (f == NULL || fclose(f) != 0) {
         free(buf);
         return NULL;
     }

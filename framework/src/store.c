@@ -1,8 +1,9 @@
 /*
  * store.c - the host side of the plugin ABI: the idp_host struct, parameter
  * lookup, logging, and the wrappers that call plugin methods only where the
- * table's version and size cover them, falling back otherwise.
+ * table's size covers them, falling back otherwise.
  */
+#define _GNU_SOURCE /* a writer-preferring rwlock initializer */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,12 +11,12 @@
 
 #include "store.h"
 
-#define TAB(s) ((s)->lib.tab)
+#define TAB(s) ((s)->lib->tab)
 
 static const char *host_param_str(const idp_host *h, const char *key)
 {
     const store *s = h->host_data;
-    return options_plugin_value(s->cfg, TAB(s)->params, key);
+    return options_plugin_value(s->cfg, s->lib->params, key);
 }
 
 static int64_t host_param_int(const idp_host *h, const char *key)
@@ -24,24 +25,89 @@ static int64_t host_param_int(const idp_host *h, const char *key)
     return v != NULL ? strtoll(v, NULL, 10) : 0;
 }
 
-static void vlog(const store *s, int level, const char *fmt, va_list ap)
+/* Every store call holds this for reading; fork() takes it for writing
+ * (store_fork_prepare), so a child never inherits a connection in the
+ * middle of a call (a request half sent, a transaction open). Writers are
+ * preferred, so a fork waits for the calls in progress only. */
+static pthread_rwlock_t calls = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+
+void store_fork_prepare(void)
+{
+    pthread_rwlock_wrlock(&calls);
+}
+
+void store_fork_parent(void)
+{
+    pthread_rwlock_unlock(&calls);
+}
+
+/* The child's thread has a new thread id, which glibc's rwlock checks to
+ * tell a writer's unlock from a reader's: made anew (no other thread). */
+void store_fork_child(void)
+{
+    pthread_rwlock_t fresh = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+    memcpy(&calls, &fresh, sizeof calls);
+}
+
+/* The store whose lock this thread holds, if any. */
+static __thread store *t_locked;
+
+/* Logs now, or, while this thread is inside a call under the store's lock,
+ * once the lock is released (unlock), so the callback never runs under it. */
+static void vlog(store *s, int level, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
-static void vlog(const store *s, int level, const char *fmt, va_list ap)
+static void vlog(store *s, int level, const char *fmt, va_list ap)
 {
     if (s->log == NULL)
         return;
     char msg[512];
     int n = snprintf(msg, sizeof msg, "%s plugin: ", TAB(s)->name);
     vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
-    s->log(s->log_ud, level, msg);
+    if (t_locked != s) {
+        s->log(s->log_ud, level, msg);
+    } else if (s->npending < STORE_PENDING) {
+        s->pending[s->npending].level = level;
+        snprintf(s->pending[s->npending++].msg, sizeof s->pending[0].msg,
+                 "%s", msg);
+    }
+}
+
+static void lock(store *s)
+{
+    pthread_rwlock_rdlock(&calls);
+    pthread_mutex_lock(&s->lock);
+    t_locked = s;
+}
+
+/* Releases the lock, then hands the held log lines to the callback. */
+static void unlock(store *s)
+{
+    size_t n = s->npending;
+    int level[STORE_PENDING];
+    char msg[STORE_PENDING][256];
+    for (size_t i = 0; i < n; i++) {
+        level[i] = s->pending[i].level;
+        memcpy(msg[i], s->pending[i].msg, sizeof msg[i]);
+    }
+    s->npending = 0;
+    t_locked = NULL;
+    pthread_mutex_unlock(&s->lock);
+    pthread_rwlock_unlock(&calls);
+    for (size_t i = 0; i < n; i++)
+        s->log(s->log_ud, level[i], msg[i]);
 }
 
 void store_log(const store *s, int level, const char *fmt, ...)
 {
+    if (s->log == NULL)
+        return;
+    char msg[512];
+    int n = snprintf(msg, sizeof msg, "%s plugin: ", TAB(s)->name);
     va_list ap;
     va_start(ap, fmt);
-    vlog(s, level, fmt, ap);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
     va_end(ap);
+    s->log(s->log_ud, level, msg);
 }
 
 static void host_log(const idp_host *h, int level, const char *fmt, ...)
@@ -67,22 +133,40 @@ static int plugin_failed(const store *s, int rc, idp_error *err)
     return idp_prefixerr(err, "%s plugin", TAB(s)->name);
 }
 
+/* A child reconnects here, on its first call after fork(). Called with
+ * the lock held. */
+static int ready(store *s, idp_error *err)
+{
+    if (s->handle != NULL)
+        return IDP_OK;
+    if (err != NULL)
+        err->msg[0] = '\0';
+    int rc = TAB(s)->open(&s->host, &s->handle, err);
+    if (rc != IDP_OK) {
+        s->handle = NULL;
+        idp_prefixerr(err, "reconnecting (after fork)");
+    }
+    return rc;
+}
+
 #define CALL(s, err, expr)                                              \
     do {                                                                \
         if ((err) != NULL)                                              \
             (err)->msg[0] = '\0';                                       \
-        pthread_mutex_lock(&(s)->lock);                                 \
-        int rc_ = (expr);                                               \
-        pthread_mutex_unlock(&(s)->lock);                               \
+        lock(s);                                                        \
+        int rc_ = ready((s), (err));                                    \
+        if (rc_ == IDP_OK)                                              \
+            rc_ = (expr);                                               \
+        unlock(s);                                                      \
         return rc_ == IDP_OK ? IDP_OK : plugin_failed((s), rc_, (err)); \
     } while (0)
 
-int store_open(store *s, plugin_lib *lib, const uri_parsed *u,
+int store_open(store *s, const plugin_lib *lib, const uri_parsed *u,
                const engine_cfg *cfg, idp_log_fn log, void *log_ud,
                idp_error *err)
 {
     memset(s, 0, sizeof *s);
-    s->lib = *lib;
+    s->lib = lib;
     s->cfg = cfg;
     s->log = log;
     s->log_ud = log_ud;
@@ -99,24 +183,50 @@ int store_open(store *s, plugin_lib *lib, const uri_parsed *u,
     pthread_mutex_init(&s->lock, NULL);
     if (err != NULL)
         err->msg[0] = '\0';
+    pthread_rwlock_rdlock(&calls);
     int rc = TAB(s)->open(&s->host, &s->handle, err);
+    pthread_rwlock_unlock(&calls);
     if (rc != IDP_OK) {
         plugin_failed(s, rc, err);
         pthread_mutex_destroy(&s->lock);
         memset(s, 0, sizeof *s);
         return rc < IDP_EINVAL || rc > IDP_EUNSUPPORTED ? IDP_ESTORE : rc;
     }
-    memset(lib, 0, sizeof *lib);
     return IDP_OK;
 }
 
 void store_close(store *s)
 {
-    if (TAB(s) == NULL)
+    if (s->lib == NULL)
         return;
-    TAB(s)->close(s->handle);
-    dispatcher_unload(&s->lib);
+    pthread_rwlock_rdlock(&calls);
+    if (s->handle != NULL)
+        TAB(s)->close(s->handle);
+    pthread_rwlock_unlock(&calls);
+    s->handle = NULL;
     pthread_mutex_destroy(&s->lock);
+}
+
+/* Handles dropped in children: kept reachable (a plugin's drop may leak
+ * what it cannot free without I/O), never used again. */
+static void **kept;
+static size_t nkept;
+
+void store_after_fork(store *s)
+{
+    pthread_mutex_init(&s->lock, NULL);
+    t_locked = NULL;
+    s->npending = 0;
+    if (s->handle == NULL)
+        return;
+    void **grown = realloc(kept, (nkept + 1) * sizeof *grown);
+    if (grown != NULL) {
+        kept = grown;
+        kept[nkept++] = s->handle;
+    }
+    if (PLUGIN_HAS(TAB(s), drop))
+        TAB(s)->drop(s->handle);
+    s->handle = NULL;
 }
 
 int store_incr(store *s, const char *key, uint64_t n, uint64_t *value,
@@ -129,15 +239,21 @@ void store_incr_many(store *s, idp_incr_op *ops, size_t nops, idp_error *errs)
 {
     for (size_t i = 0; i < nops; i++)
         errs[i].msg[0] = '\0';
-    pthread_mutex_lock(&s->lock);
-    if (nops > 1 && PLUGIN_HAS(TAB(s), incr_many)) {
-        int rc = TAB(s)->incr_many(s->handle, ops, nops, &errs[0]);
+    lock(s);
+    int rc = ready(s, &errs[0]);
+    if (rc != IDP_OK) {
+        for (size_t i = 0; i < nops; i++) {
+            ops[i].status = rc;
+            errs[i] = errs[0];
+        }
+    } else if (nops > 1 && PLUGIN_HAS(TAB(s), incr_many)) {
+        rc = TAB(s)->incr_many(s->handle, ops, nops, errs);
         for (size_t i = 0; i < nops; i++) {
             if (rc != IDP_OK) {
                 ops[i].status = rc;
                 if (i > 0)
                     errs[i] = errs[0];
-            } else if (ops[i].status != IDP_OK) {
+            } else if (ops[i].status != IDP_OK && errs[i].msg[0] == '\0') {
                 snprintf(errs[i].msg, sizeof errs[i].msg, "increment of '%s' "
                          "failed in a pipelined batch", ops[i].key);
             }
@@ -147,7 +263,7 @@ void store_incr_many(store *s, idp_incr_op *ops, size_t nops, idp_error *errs)
             ops[i].status = TAB(s)->incr(s->handle, ops[i].key, ops[i].n,
                                          &ops[i].value, &errs[i]);
     }
-    pthread_mutex_unlock(&s->lock);
+    unlock(s);
     for (size_t i = 0; i < nops; i++)
         if (ops[i].status != IDP_OK)
             ops[i].status = plugin_failed(s, ops[i].status, &errs[i]);
@@ -174,21 +290,33 @@ int store_list(store *s, const char *prefix, idp_list_cb cb, void *ud,
     if (!PLUGIN_HAS(TAB(s), list))
         return idp_seterr(err, IDP_EUNSUPPORTED, "%s plugin: the store cannot "
                           "list its counters (name them)", TAB(s)->name);
-    CALL(s, err, TAB(s)->list(s->handle, prefix, cb, ud, err));
+    if (err != NULL)
+        err->msg[0] = '\0';
+    void *h = NULL;
+    pthread_rwlock_rdlock(&calls); /* cb runs under it: it must not fork */
+    int rc = TAB(s)->open(&s->host, &h, err);
+    if (rc == IDP_OK) {
+        rc = TAB(s)->list(h, prefix, cb, ud, err);
+        TAB(s)->close(h);
+    }
+    pthread_rwlock_unlock(&calls);
+    return rc == IDP_OK ? IDP_OK : plugin_failed(s, rc, err);
 }
 
 int store_roundtrips(store *s, uint64_t *count, idp_error *err)
 {
-    if (!PLUGIN_HAS(TAB(s), roundtrips))
+    const idp_plugin_testing *t = s->lib->testing;
+    if (!TESTING_HAS(t, roundtrips))
         return idp_seterr(err, IDP_EUNSUPPORTED, "%s plugin: the store does "
                           "not count its increments", TAB(s)->name);
-    CALL(s, err, TAB(s)->roundtrips(s->handle, count, err));
+    CALL(s, err, t->roundtrips(s->handle, count, err));
 }
 
 int store_control(store *s, const char *command, idp_error *err)
 {
-    if (!PLUGIN_HAS(TAB(s), control))
+    const idp_plugin_testing *t = s->lib->testing;
+    if (!TESTING_HAS(t, control))
         return idp_seterr(err, IDP_EUNSUPPORTED, "%s plugin: the store takes "
                           "no control commands", TAB(s)->name);
-    CALL(s, err, TAB(s)->control(s->handle, command, err));
+    CALL(s, err, t->control(s->handle, command, err));
 }

@@ -2,11 +2,14 @@
  * mem.c - the in-process store, for engine tests and zero-latency
  * baselines. `mem://NAME` is a namespace shared by every client of the
  * process that opens the same NAME (`mem://` is the unnamed one); it lives
- * while a client has it open.
+ * while a client has it open. A namespace is per process: a child made by
+ * fork() has its own copy of the parent's, and the two diverge (mem is not
+ * shared across processes).
  *
- * Parameters: delay_ms, a simulated round trip added to every store call
- * (a call slower than timeout_ms fails with a timeout after timeout_ms).
- * Control commands (idp_control) inject faults at run time:
+ * Test parameter (in the testing table): delay_ms, a simulated round trip
+ * added to every store call (a call slower than timeout_ms fails with a
+ * timeout after timeout_ms).
+ * Control commands (idp_control, a test hook) inject faults at run time:
  *   "fail N"          the next N store calls fail
  *   "set NAME VALUE"  force a counter's value, lower or higher (data loss)
  *   "delay MS"        change the simulated round trip
@@ -20,16 +23,19 @@
 
 #include "idprime/plugin.h"
 
+/* A slot of a namespace's hash table; key NULL: free. Counters are never
+ * removed one by one, so the table needs no tombstones. */
 typedef struct entry {
-    char *key;
+    char *key;                 /* strdup'd; never moves once made */
+    uint64_t hash;
     uint64_t value;
 } entry;
 
 typedef struct space {
     char *name;
     int refs;
-    entry *entries;
-    size_t n, cap;
+    entry *slots;              /* open addressing, linear probing */
+    size_t n, cap;             /* cap: 0 or a power of two */
     uint64_t increments;       /* the store's own count */
     unsigned delay_ms;
     uint64_t fail_next, garbage_next;
@@ -45,7 +51,15 @@ typedef struct mem {
 static pthread_mutex_t spaces_mu = PTHREAD_MUTEX_INITIALIZER;
 static space *spaces;
 
-static const idp_param_spec mem_params[] = {
+/*
+ * fork(): spaces_mu is taken only inside plugin methods, and the host's
+ * fork handler waits until no plugin method runs (and holds new ones off),
+ * so a child never inherits it locked; its namespaces are a consistent
+ * copy of the parent's.
+ */
+
+/* Test-only keys: the host accepts them beside the (no) plugin keys. */
+static const idp_param_spec mem_test_params[] = {
     {"delay_ms", IDP_PARAM_INT, "0", 0, 600000, NULL,
      "simulated round trip added to every store call"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
@@ -79,26 +93,72 @@ static int round_trip(mem *m, idp_error *err)
     return IDP_OK;
 }
 
+/* FNV-1a, then a 64-bit finalizer so the low bits (the slot) depend on
+ * every byte. */
+static uint64_t hash_key(const char *key)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 0x100000001b3u;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53u;
+    h ^= h >> 33;
+    return h;
+}
+
+/* The free slot where a key of hash h goes (the table has one). */
+static entry *free_slot(entry *slots, size_t cap, uint64_t h)
+{
+    size_t mask = cap - 1, i = (size_t)h & mask;
+    while (slots[i].key != NULL)
+        i = (i + 1) & mask;
+    return &slots[i];
+}
+
+/* Doubles the table (8 slots at first). Returns -1 out of memory. */
+static int grow(space *sp)
+{
+    size_t cap = sp->cap ? sp->cap * 2 : 8;
+    if (cap < sp->cap || cap > SIZE_MAX / sizeof(entry))
+        return -1;
+    entry *slots = calloc(cap, sizeof *slots);
+    if (slots == NULL)
+        return -1;
+    for (size_t i = 0; i < sp->cap; i++)
+        if (sp->slots[i].key != NULL)
+            *free_slot(slots, cap, sp->slots[i].hash) = sp->slots[i];
+    free(sp->slots);
+    sp->slots = slots;
+    sp->cap = cap;
+    return 0;
+}
+
+/* The counter `key`, made at 0 when missing and `create` is set; NULL when
+ * missing, or out of memory. Namespace locked. */
 static entry *find(space *sp, const char *key, int create)
 {
-    for (size_t i = 0; i < sp->n; i++)
-        if (strcmp(sp->entries[i].key, key) == 0)
-            return &sp->entries[i];
+    uint64_t h = hash_key(key);
+    if (sp->cap > 0) {
+        size_t mask = sp->cap - 1;
+        for (size_t i = (size_t)h & mask; sp->slots[i].key != NULL;
+             i = (i + 1) & mask)
+            if (sp->slots[i].hash == h && strcmp(sp->slots[i].key, key) == 0)
+                return &sp->slots[i];
+    }
     if (!create)
         return NULL;
-    if (sp->n == sp->cap) {
-        size_t cap = sp->cap ? sp->cap * 2 : 8;
-        entry *grown = realloc(sp->entries, cap * sizeof *grown);
-        if (grown == NULL)
-            return NULL;
-        sp->entries = grown;
-        sp->cap = cap;
-    }
+    /* at most 3/4 full, so a probe always ends */
+    if ((sp->n + 1) * 4 > sp->cap * 3 && grow(sp) != 0)
+        return NULL;
     char *copy = strdup(key);
     if (copy == NULL)
         return NULL;
-    sp->entries[sp->n] = (entry){copy, 0};
-    return &sp->entries[sp->n++];
+    entry *e = free_slot(sp->slots, sp->cap, h);
+    *e = (entry){copy, h, 0};
+    sp->n++;
+    return e;
 }
 
 static int mem_open(const idp_host *host, void **store, idp_error *err)
@@ -150,14 +210,25 @@ static void mem_close(void *store)
                 break;
             }
         }
-        for (size_t i = 0; i < sp->n; i++)
-            free(sp->entries[i].key);
-        free(sp->entries);
+        for (size_t i = 0; i < sp->cap; i++)
+            free(sp->slots[i].key);
+        free(sp->slots);
         free(sp->name);
         free(sp);
     }
     pthread_mutex_unlock(&spaces_mu);
     free(m);
+}
+
+/*
+ * In a child after fork(): the handle is the child's own copy of the
+ * parent's (a mem namespace is per process), and mem has no connection to
+ * spare, so dropping is closing; it does no I/O. The fork handlers above
+ * leave spaces_mu unlocked and the namespaces consistent in the child.
+ */
+static void mem_drop(void *store)
+{
+    mem_close(store);
 }
 
 /* One increment with the namespace locked. */
@@ -195,17 +266,18 @@ static int mem_incr(void *store, const char *key, uint64_t n, uint64_t *value,
     return rc;
 }
 
+/* A failed op's reason goes to err_ops[i]; the whole call's to err_ops[0]. */
 static int mem_incr_many(void *store, idp_incr_op *ops, size_t nops,
-                         idp_error *err)
+                         idp_error *err_ops)
 {
     mem *m = store;
-    int rc = round_trip(m, err);
+    int rc = round_trip(m, err_ops);
     if (rc != IDP_OK)
         return rc;
     pthread_mutex_lock(&spaces_mu);
     for (size_t i = 0; i < nops; i++)
         ops[i].status = incr_locked(m->sp, ops[i].key, ops[i].n, &ops[i].value,
-                                    NULL);
+                                    err_ops != NULL ? &err_ops[i] : NULL);
     pthread_mutex_unlock(&spaces_mu);
     return IDP_OK;
 }
@@ -242,6 +314,15 @@ static int mem_raise(void *store, const char *key, uint64_t value,
     return e ? IDP_OK : idp_plugin_error(err, IDP_ENOMEM, "out of memory");
 }
 
+/* The counters under `prefix`, as they were when listed: copied with the
+ * lock held, then handed to cb without it, so cb may take its time (or
+ * call into mem) while other clients go on. The key strings stay valid:
+ * our reference keeps the namespace, and counters are never removed. */
+typedef struct snap {
+    const char *key;
+    uint64_t value;
+} snap;
+
 static int mem_list(void *store, const char *prefix, idp_list_cb cb, void *ud,
                     idp_error *err)
 {
@@ -249,12 +330,23 @@ static int mem_list(void *store, const char *prefix, idp_list_cb cb, void *ud,
     int rc = round_trip(m, err);
     if (rc != IDP_OK)
         return rc;
-    size_t plen = strlen(prefix);
+    size_t plen = strlen(prefix), n = 0;
     pthread_mutex_lock(&spaces_mu);
-    for (size_t i = 0; i < m->sp->n && rc == 0; i++)
-        if (strncmp(m->sp->entries[i].key, prefix, plen) == 0)
-            rc = cb(ud, m->sp->entries[i].key, m->sp->entries[i].value);
+    space *sp = m->sp;
+    snap *v = sp->n > 0 ? malloc(sp->n * sizeof *v) : NULL;
+    if (sp->n > 0 && v == NULL) {
+        pthread_mutex_unlock(&spaces_mu);
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory listing %zu "
+                                "counters", sp->n);
+    }
+    for (size_t i = 0; i < sp->cap; i++)
+        if (sp->slots[i].key != NULL &&
+            strncmp(sp->slots[i].key, prefix, plen) == 0)
+            v[n++] = (snap){sp->slots[i].key, sp->slots[i].value};
     pthread_mutex_unlock(&spaces_mu);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = cb(ud, v[i].key, v[i].value);
+    free(v);
     return rc;
 }
 
@@ -299,12 +391,19 @@ static int mem_control(void *store, const char *command, idp_error *err)
 
 static const char *const mem_schemes[] = {"mem", NULL};
 
+static const idp_plugin_testing mem_testing = {
+    .size = sizeof(idp_plugin_testing),
+    .params = mem_test_params,
+    .roundtrips = mem_roundtrips,
+    .control = mem_control,
+};
+
 static const idp_plugin mem_plugin = {
     .abi_version = IDP_PLUGIN_ABI_VERSION,
     .size = sizeof(idp_plugin),
     .name = "mem",
     .schemes = mem_schemes,
-    .params = mem_params,
+    .params = NULL,
     .open = mem_open,
     .close = mem_close,
     .incr = mem_incr,
@@ -312,8 +411,8 @@ static const idp_plugin mem_plugin = {
     .incr_many = mem_incr_many,
     .raise_to = mem_raise,
     .list = mem_list,
-    .roundtrips = mem_roundtrips,
-    .control = mem_control,
+    .drop = mem_drop,
+    .testing = &mem_testing,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

@@ -699,6 +699,22 @@ static void mc_close(void *store)
     free(s);
 }
 
+/*
+ * In a child after fork(), for the parent's handle: keeps our wrapper and
+ * the libmemcached handle with its sockets, on purpose (the host keeps the
+ * handle reachable, never to use it again): memcached_free
+ * sends QUIT to every connected server first (send_quit, in libmemcached
+ * 1.0 and 1.1), which would end the parent's sessions, and libmemcached
+ * has no call that closes a server's socket without sending it. The leak
+ * is one handle per client inherited; its sockets stay open in the child
+ * until it exits (while the parent's copies are open, that changes nothing
+ * for the server).
+ */
+static void mc_drop_child(void *store)
+{
+    (void)store;
+}
+
 static int mc_open(const idp_host *host, void **store, idp_error *err)
 {
     const idp_uri *u = host->uri;
@@ -734,6 +750,13 @@ static int mc_open(const idp_host *host, void **store, idp_error *err)
 
 static const char *const mc_schemes[] = {"memcached", NULL};
 
+static const idp_plugin_testing mc_testing = {
+    .size = sizeof(idp_plugin_testing),
+    .params = NULL,
+    .roundtrips = mc_roundtrips,
+    .control = NULL,
+};
+
 static const idp_plugin mc_plugin = {
     .abi_version = IDP_PLUGIN_ABI_VERSION,
     .size = sizeof(idp_plugin),
@@ -747,8 +770,8 @@ static const idp_plugin mc_plugin = {
     .incr_many = NULL,   /* no pipelined incr in libmemcached: one by one */
     .raise_to = mc_raise_to,
     .list = NULL,        /* memcached cannot enumerate keys reliably */
-    .roundtrips = mc_roundtrips,
-    .control = NULL,
+    .drop = mc_drop_child,
+    .testing = &mc_testing,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

@@ -207,11 +207,13 @@ static int rd_incr(void *store, const char *key, uint64_t n, uint64_t *value,
 /* All the increments in one pipelined round trip, with one WAIT behind
  * them when wait_replicas is set: a WAIT that falls short fails the whole
  * call, so no op is trusted. An op whose n is out of range gets IDP_ERANGE
- * and is not sent. */
+ * and is not sent. A failed op's reason (with Redis's own error text, e.g.
+ * "WRONGTYPE ...") goes to err_ops[i]; the whole call's to err_ops[0]. */
 static int rd_incr_many(void *store, idp_incr_op *ops, size_t nops,
-                        idp_error *err)
+                        idp_error *err_ops)
 {
     rd_store *s = store;
+    idp_error *err = err_ops; /* the whole call's error: err_ops[0] */
     int rc = rd_ready(s, err);
     if (rc != IDP_OK)
         return rc;
@@ -226,7 +228,8 @@ static int rd_incr_many(void *store, idp_incr_op *ops, size_t nops,
     }
     size_t n = 0;
     for (size_t i = 0; i < nops; i++) {
-        ops[i].status = rd_check_n(ops[i].key, ops[i].n, NULL);
+        ops[i].status = rd_check_n(ops[i].key, ops[i].n,
+                                   err_ops != NULL ? &err_ops[i] : NULL);
         if (ops[i].status != IDP_OK)
             continue;
         snprintf(nums[n], sizeof nums[n], "%" PRIu64, ops[i].n);
@@ -246,7 +249,7 @@ static int rd_incr_many(void *store, idp_incr_op *ops, size_t nops,
     for (size_t j = 0; j < n; j++) {
         idp_incr_op *op = &ops[idx[j]];
         op->status = rd_incr_reply(s, op->key, op->n, replies[j], &op->value,
-                                   NULL);
+                                   err_ops != NULL ? &err_ops[idx[j]] : NULL);
         freeReplyObject(replies[j]);
     }
     if (ncmd > n) {
@@ -374,6 +377,25 @@ static void rd_close(void *store)
     if (s == NULL)
         return;
     rd_drop(s);
+    free(s);
+}
+
+/*
+ * In a child after fork(), for the parent's handle: frees it without a
+ * byte on the connection. redisFree (hiredis 0.14 and 1.x) only closes the
+ * fd (redisNetClose: close(2), no shutdown(2)), and frees the output
+ * buffer unsent, the reader and the context; this plugin uses no SSL
+ * (whose free hook would be the only other code run). Closing the child's
+ * copy of the socket sends nothing (no FIN) while the parent still holds
+ * its own: the socket is shut only when its last descriptor goes.
+ */
+static void rd_drop_child(void *store)
+{
+    rd_store *s = store;
+    if (s == NULL)
+        return;
+    if (s->c != NULL)
+        redisFree(s->c);
     free(s);
 }
 
@@ -612,6 +634,13 @@ static int rd_open(const idp_host *host, void **store, idp_error *err)
     return IDP_OK;
 }
 
+static const idp_plugin_testing rd_testing = {
+    .size = sizeof(idp_plugin_testing),
+    .params = NULL,
+    .roundtrips = rd_roundtrips,
+    .control = NULL,
+};
+
 static const idp_plugin rd_plugin = {
     .abi_version = IDP_PLUGIN_ABI_VERSION,
     .size = sizeof(idp_plugin),
@@ -625,8 +654,8 @@ static const idp_plugin rd_plugin = {
     .incr_many = rd_incr_many,
     .raise_to = rd_raise_to,
     .list = rd_list,
-    .roundtrips = rd_roundtrips,
-    .control = NULL,
+    .drop = rd_drop_child,
+    .testing = &rd_testing,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

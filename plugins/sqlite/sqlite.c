@@ -5,6 +5,8 @@
  *   sqlite:///abs/path.db          absolute path
  *   sqlite://rel/path.db           relative to the current directory
  *   ?synchronous=FULL|NORMAL       durability of each commit (FULL)
+ *   ?delay_ms=N                    for tests and the bench only (a
+ *                                  testing key): a simulated round trip
  *
  * Layout of the file (both tables STRICT, so a value can never silently
  * become REAL or TEXT):
@@ -68,6 +70,11 @@ static const idp_param_spec sq_params[] = {
      .choices = "FULL|NORMAL",
      .help = "PRAGMA synchronous: FULL syncs the WAL at every commit; NORMAL "
              "may lose the last commits on power loss (IDs could repeat)"},
+    {.key = NULL},
+};
+
+/* Test-only keys, in the testing table. */
+static const idp_param_spec sq_test_params[] = {
     {.key = "delay_ms", .type = IDP_PARAM_INT, .def = "0", .min = 0,
      .max = 600000,
      .help = "simulated round trip added to every store call (for the bench: "
@@ -415,11 +422,13 @@ static int sq_incr(void *store, const char *key, uint64_t n, uint64_t *value,
 }
 
 /* Every op in one transaction. An op that would reach 2^63 gets its own
- * IDP_ERANGE and the others still apply; a store failure rolls back all. */
+ * IDP_ERANGE (its reason in err_ops[i]) and the others still apply; a store
+ * failure rolls back all (its reason in err_ops[0]). */
 static int sq_incr_many(void *store, idp_incr_op *ops, size_t nops,
-                        idp_error *err)
+                        idp_error *err_ops)
 {
     sq_store *s = store;
+    idp_error *err = err_ops; /* the whole call's error: err_ops[0] */
     sq_delay(s);
     int code = sq_begin(s, err);
     if (code != IDP_OK)
@@ -431,8 +440,11 @@ static int sq_incr_many(void *store, idp_incr_op *ops, size_t nops,
         ops[i].status = sq_add(s, ops[i].key, ops[i].n, &ops[i].value, &operr);
         if (ops[i].status == IDP_OK) {
             applied++;
-        } else if (ops[i].status != IDP_ERANGE &&
-                   ops[i].status != IDP_EINVAL) {
+        } else if (ops[i].status == IDP_ERANGE ||
+                   ops[i].status == IDP_EINVAL) {
+            if (err_ops != NULL)
+                err_ops[i] = operr;
+        } else {
             if (err != NULL)
                 *err = operr;
             sq_rollback(s);
@@ -563,6 +575,25 @@ static void sq_close(void *store)
         close(s->waitfd);
     free(s->path);
     free(s);
+}
+
+/*
+ * In a child after fork(), for the parent's handle. The host forks only
+ * while no store call is in progress (its fork handler waits for them), so
+ * the inherited connection is never inside a write transaction, and then
+ * SQLite's own fork notes say the child may sqlite3_close it: the close
+ * cannot take the EXCLUSIVE lock the parent's SHARED lock (held for as
+ * long as a WAL connection is open) stands against, so it neither
+ * checkpoints nor removes the -wal file, and unlocking releases only the
+ * child's own POSIX locks, which are none. Closing also clears SQLite's
+ * per-process record of the file, so the connection the child opens next
+ * takes its locks for real. The waiter flag file's OFD locks belong to
+ * the open file description the parent still refers to: closing the
+ * child's copy releases nothing the parent holds.
+ */
+static void sq_drop(void *store)
+{
+    sq_close(store);
 }
 
 /*
@@ -769,6 +800,13 @@ static int sq_open(const idp_host *host, void **store, idp_error *err)
     return IDP_OK;
 }
 
+static const idp_plugin_testing sq_testing = {
+    .size = sizeof(idp_plugin_testing),
+    .params = sq_test_params,
+    .roundtrips = sq_roundtrips,
+    .control = NULL,
+};
+
 static const idp_plugin sq_plugin = {
     .abi_version = IDP_PLUGIN_ABI_VERSION,
     .size = (uint32_t)sizeof(idp_plugin),
@@ -782,7 +820,8 @@ static const idp_plugin sq_plugin = {
     .incr_many = sq_incr_many,
     .raise_to = sq_raise_to,
     .list = sq_list,
-    .roundtrips = sq_roundtrips,
+    .drop = sq_drop,
+    .testing = &sq_testing,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

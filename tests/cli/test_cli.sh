@@ -46,13 +46,13 @@ done
 want_out_match '^ +batch +1\.\.1073741824 '
 end
 
-begin "plugins lists mem with ABI 1 and its path"
+begin "plugins lists mem with ABI 2 and its path"
 run "$CLI" plugins
 want_rc 0
 want_out_match '^NAME +SCHEMES +ABI +PATH$'
-want="mem mem 1 ${PLUGINS%/}/idprime-mem.so"
+want="mem mem 2 ${PLUGINS%/}/idprime-mem.so"
 [ "$(grep '^mem ' <<<"$out" | tr -s ' ')" = "$want" ] ||
-    why "no single line 'mem mem 1 PATH' (columns apart) with PATH ${PLUGINS%/}/idprime-mem.so"
+    why "no single line 'mem mem 2 PATH' (columns apart) with PATH ${PLUGINS%/}/idprime-mem.so"
 end
 
 # ---- next, incr, get -------------------------------------------------------
@@ -284,7 +284,7 @@ want_file_line "$M" 'meta_c_ids_served_total 5'
 want_file_line "$M" 'meta_c_prime_calls_total 1'
 want_file_line "$M" 'meta_prime_errors_total 0'
 want_file_line "$M" 'meta_c_prefetch_async_total 0'
-want_file_line "$M" 'meta_c_batch_size 256'
+want_file_line "$M" 'idprime_batch_size{counter="c"} 256'
 end
 
 begin "promtool check metrics accepts the --metrics file"
@@ -315,7 +315,7 @@ end
 begin "c_batch=8 sets the batch of counter c only"
 run "$CLI" next 'mem://?c_batch=8' c --metrics -
 want_rc 0
-want_out_line 'meta_c_batch_size 8'
+want_out_line 'idprime_batch_size{counter="c"} 8'
 end
 
 begin "a timed-out fetch is counted in meta_prime_errors_total"

@@ -93,7 +93,7 @@ uint64_t tu_get(idp_client *c, const char *name, int *exists)
 
 idp_counter_stats tu_settle(idp_counter *ctr)
 {
-    idp_counter_stats s;
+    idp_counter_stats s = {.size = sizeof s};
     for (idp_counter_stats_get(ctr, &s); s.in_flight;
          idp_counter_stats_get(ctr, &s))
         tu_sleep_ms(5);
@@ -314,7 +314,7 @@ static int fanout_child(const tu_fanout *f, int p, int fd)
         idp_close(c);
         return 3;
     }
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     idp_close(c);
     int status = write_all(fd, ids, n * sizeof *ids) == 0 &&

@@ -146,7 +146,7 @@ printf 'return { defaults = { frobnicate = 1 } }\n' >"$TMP/unknown.lua"
     want_rc 0
     want_out_line 1
     want_out_line 3
-    want_out_line "meta_inode_batch_size 16"
+    want_out_line "idprime_batch_size{counter=\"inode\"} 16"
     want_out_line "meta_inode_prime_calls_total 1"
     end
 
@@ -154,15 +154,15 @@ printf 'return { defaults = { frobnicate = 1 } }\n' >"$TMP/unknown.lua"
     run "$CLI" next --config "$TMP/cfg.lua" 'mem://other?inode_batch=5' inode --metrics -
     want_rc 0
     want_out_line 1
-    want_out_line "meta_inode_batch_size 10"
-    want_out_match '^meta_inode_fetch_seconds_count 1$'
+    want_out_line "idprime_batch_size{counter=\"inode\"} 10"
+    want_out_match "^idprime_fetch_seconds_count 1$"
     end
 
     begin "the policy of --config sets the batch (10, 20, 40, then 40)"
     run "$CLI" next --config "$TMP/cfg.lua" c -n 110 --metrics -
     want_rc 0
     want_out_line 110
-    want_out_line "meta_c_batch_size 40"
+    want_out_line "idprime_batch_size{counter=\"c\"} 40"
     want_out_line "meta_c_prime_calls_total 4"
     end
 

@@ -209,7 +209,7 @@ int fa_run_wait_recovered(fa_run *r, long long since_ms, uint64_t prime_calls0,
 {
     long long deadline = tu_now_ms() + timeout_ms;
     for (;;) {
-        idp_counter_stats st;
+        idp_counter_stats st = {.size = sizeof st};
         idp_counter_stats_get(r->ctr, &st);
         if (fa_run_last_ok_min(r) >= since_ms &&
             st.prime_calls >= prime_calls0 + fetches)

@@ -123,7 +123,7 @@ static void run_cases(fake_kind kind, const gcase *cases, size_t n)
             ck_assert_msg(dt >= T_MS - 10, "%s: a silent server failed the "
                           "call after %lld ms, before timeout_ms=%d",
                           g->what, dt, T_MS);
-        idp_counter_stats st;
+        idp_counter_stats st = {.size = sizeof st};
         idp_counter_stats_get(ctr, &st);
         ck_assert_msg(st.ids_served == 100, "%s: %" PRIu64 " IDs served",
                       g->what, st.ids_served);

@@ -93,7 +93,7 @@ static void flush_all(const server *s)
 
 static uint64_t prime_calls(idp_counter *ctr)
 {
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     return st.prime_calls;
 }

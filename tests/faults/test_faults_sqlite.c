@@ -229,7 +229,7 @@ START_TEST(test_locked_file_with_threads_and_prefetch)
     locker_do(&l, 'L');
     long long from = tu_now_ms();
     fa_run_for(5 * T_MS);
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     locker_do(&l, 'R');
     long long to = tu_now_ms();

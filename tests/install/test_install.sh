@@ -97,7 +97,7 @@ begin "the installed command lists the installed mem plugin"
 run env LD_LIBRARY_PATH="$LIB" IDPRIME_PLUGIN_PATH="$PLUGINS" \
     "$PREFIX/$BINDIR/idprime" plugins
 want_rc 0
-[ "$(grep '^mem ' <<<"$out" | tr -s ' ')" = "mem mem 1 $PLUGINS/idprime-mem.so" ] ||
+[ "$(grep '^mem ' <<<"$out" | tr -s ' ')" = "mem mem 2 $PLUGINS/idprime-mem.so" ] ||
     why "mem is not listed once, from $PLUGINS/idprime-mem.so"
 end
 

@@ -124,7 +124,7 @@ START_TEST(test_first_ids_are_1_2_3)
         ck_assert_uint_eq(last, 8);  /* INCRBY: the caller owns 4..8 */
         ck_assert_uint_eq(tu_next(ctr), 9);
 
-        idp_counter_stats st;
+        idp_counter_stats st = {.size = sizeof st};
         idp_counter_stats_get(ctr, &st);
         /* batched: one fetch of 256 holds everything; legacy: one each */
         ck_assert_uint_eq(tu_get(c, name, &exists), mp ? 256 : 9);
@@ -177,7 +177,7 @@ static uint64_t run_client(const server *s, const char *query, const char *name,
         ck_assert_uint_gt(id, prev);
         prev = id;
     }
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     ck_assert_uint_eq(st.ids_served, n);
     idp_close(c);
@@ -215,7 +215,7 @@ START_TEST(test_store_counts_one_incr_per_batch)
     idp_counter *ctr = tu_counter(c, "rt_wm");
     for (uint64_t i = 1; i <= 1000; i++)
         ck_assert_uint_eq(tu_next(ctr), i);
-    idp_counter_stats st = {0};
+    idp_counter_stats st = {.size = sizeof st};
     for (int i = 0; i < 500 && st.prime_calls < 11; i++) {
         idp_counter_stats_get(ctr, &st);
         tu_sleep_ms(10);
@@ -324,7 +324,7 @@ START_TEST(test_hung_server_fails_within_timeout_and_recovers)
     }
     ck_assert_int_eq(rc, IDP_OK);
     ck_assert_uint_gt(id, high);
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     ck_assert_uint_ge(st.errors, 2);
     idp_close(c);
@@ -411,7 +411,7 @@ START_TEST(test_restarted_server_answers_are_refused_as_regression)
     }
     ck_assert_int_gt(regressions, 0);
     ck_assert_int_eq(served, 20);
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     ck_assert_uint_eq(st.regressions, (uint64_t)regressions);
     idp_close(c);
@@ -497,7 +497,7 @@ START_TEST(test_values_stop_below_2_63_never_wrap)
     ck_assert_int_eq(idp_raise(c, "big3", TWO63 - 10, &v, &err), IDP_OK);
     idp_counter *ctr3 = tu_counter(c, "big3");
     ck_assert_int_eq(idp_next(ctr3, &v, &err), IDP_ERANGE);
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr3, &st);
     ck_assert_uint_eq(st.ids_served, 0);
     idp_close(c);
@@ -647,7 +647,7 @@ START_TEST(test_list_is_unsupported)
     idp_error err = {0};
     start_mc(&s, "-M");
     idp_client *c = open_ok(&s, NULL);
-    ck_assert_int_eq(idp_list(c, NULL, NULL, &err), IDP_EUNSUPPORTED);
+    ck_assert_int_eq(idp_list(c, tu_listed_cb, &(tu_listed){0}, &err), IDP_EUNSUPPORTED);
     idp_close(c);
     server_stop(&s, 0);
 }

@@ -104,7 +104,7 @@ START_TEST(test_store_counts_one_incrby_per_batch)
         tu_next(ca);
         tu_next(cb);
     }
-    idp_counter_stats sa, sb;
+    idp_counter_stats sa = {.size = sizeof sa}, sb = {.size = sizeof sb};
     idp_counter_stats_get(ca, &sa);
     idp_counter_stats_get(cb, &sb);
     ck_assert_uint_eq(sa.prime_calls, 10);
@@ -289,7 +289,7 @@ START_TEST(test_store_regression_is_refused)
     }
     ck_assert_int_eq(regressions, 1);
     ck_assert_uint_eq(last, 24);
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     ck_assert_uint_eq(st.regressions, 1);
     idp_close(c);

@@ -44,7 +44,7 @@ START_TEST(test_wait_replicas_1_replica_holds_every_served_id)
         if (want % 10 == 1)
             ck_assert_uint_eq(held, want + 9);
     }
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     ck_assert_uint_eq(st.prime_calls, 10);
     /* one WAIT per INCRBY, behind it in the same round trip */
@@ -136,7 +136,7 @@ START_TEST(test_wait_replicas_2_with_1_replica_fails_serving_nothing)
                       i, dt);
         ck_assert_uint_eq(id, 0);
     }
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     ck_assert_uint_eq(st.ids_served, 0);
     ck_assert_uint_eq(st.prime_calls, 0);

@@ -73,7 +73,7 @@ static idp_client *open_or_fail(const char *uri, idp_error *err)
 
 static uint64_t prime_calls(idp_counter *ctr)
 {
-    idp_counter_stats st;
+    idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     return st.prime_calls;
 }

@@ -223,8 +223,30 @@ START_TEST(test_abi_version_0_is_refused)
 {
     char why[128];
     snprintf(why, sizeof why, "ABI version 0, but this idprime speaks version "
-             "1..%d", IDP_PLUGIN_ABI_VERSION);
+             "%d", IDP_PLUGIN_ABI_VERSION);
     expect_refused("abi0", "abi0", why);
+}
+END_TEST
+
+/* Version 1 had roundtrips and control where drop and testing are now: a
+ * host that looked only at the size would call them wrongly. */
+START_TEST(test_abi_version_1_is_refused)
+{
+    char why[128];
+    snprintf(why, sizeof why, "ABI version 1, but this idprime speaks version "
+             "%d", IDP_PLUGIN_ABI_VERSION);
+    expect_refused("abi1", "abi1", why);
+    ck_assert_msg(count_logged("trap:") == 0, "logged:%s", all_logs());
+}
+END_TEST
+
+/* A future breaking version, however complete its table. */
+START_TEST(test_abi_version_3_is_refused)
+{
+    char why[128];
+    snprintf(why, sizeof why, "ABI version 3, but this idprime speaks version "
+             "%d", IDP_PLUGIN_ABI_VERSION);
+    expect_refused("abi3", "abi3", why);
 }
 END_TEST
 
@@ -232,7 +254,7 @@ START_TEST(test_abi_version_newer_than_host_is_refused)
 {
     char why[128];
     snprintf(why, sizeof why, "ABI version %d, but this idprime speaks version "
-             "1..%d", IDP_PLUGIN_ABI_VERSION + 1, IDP_PLUGIN_ABI_VERSION);
+             "%d", IDP_PLUGIN_ABI_VERSION + 1, IDP_PLUGIN_ABI_VERSION);
     expect_refused("abinext", "abinext", why);
 }
 END_TEST
@@ -240,8 +262,8 @@ END_TEST
 START_TEST(test_table_too_small_is_refused)
 {
     char why[128];
-    snprintf(why, sizeof why, "plugin table too small: %zu bytes, version 1 "
-             "needs at least %zu", offsetof(idp_plugin, get),
+    snprintf(why, sizeof why, "plugin table too small: %zu bytes, version %d "
+             "needs at least %zu", offsetof(idp_plugin, get), IDP_PLUGIN_ABI_VERSION,
              offsetof(idp_plugin, get) + sizeof(void *));
     expect_refused("small", "small", why);
 }
@@ -321,8 +343,11 @@ START_TEST(test_second_claim_of_a_scheme_is_refused_naming_the_first)
 }
 END_TEST
 
-START_TEST(test_plugin_earlier_on_the_path_claims_the_scheme_first)
+START_TEST(test_open_takes_the_file_named_for_the_scheme_first)
 {
+    /* fakemem claims mem too, earlier on the path: an open of mem:// looks
+     * for idprime-mem.so first and never loads fakemem; a full scan loads
+     * fakemem and refuses it, mem being claimed by then */
     char dir[PATH_LEN], fake[PATH_LEN], real[PATH_LEN], head[PATH_LEN + 32];
     case_path(dir, "fakemem", NULL);
     case_path(fake, "fakemem", "idprime-fakemem.so");
@@ -331,13 +356,16 @@ START_TEST(test_plugin_earlier_on_the_path_claims_the_scheme_first)
     idp_error err = {0, ""};
     idp_client *c = idp_open("mem://", &o, &err);
     ck_assert_msg(c != NULL, "mem://: %s", err.msg);
-    ck_assert_str_eq(idp_client_store(c), "fakemem");
-    /* Not the real mem: this one takes no control commands. */
-    ck_assert_int_eq(idp_control(c, "fail 1", &err), IDP_EUNSUPPORTED);
+    ck_assert_str_eq(idp_client_store(c), "mem");
+    /* the real mem: it takes control commands */
+    ck_assert_int_eq(idp_control(c, "fail 0", &err), IDP_OK);
     idp_close(c);
-    snprintf(head, sizeof head, "plugin %s refused: ", real);
+    ck_assert_msg(count_logged(fake) == 0, "fakemem was looked at:%s",
+                  all_logs());
+    list_plugins(&o);
+    snprintf(head, sizeof head, "plugin %s refused: ", fake);
     char why[PATH_LEN + 64];
-    snprintf(why, sizeof why, "scheme 'mem' is already claimed by %s", fake);
+    snprintf(why, sizeof why, "scheme 'mem' is already claimed by %s", real);
     ck_assert_msg(logged(head, why) != NULL, "no log \"%s%s\"; logged:%s", head,
                   why, all_logs());
 }
@@ -378,7 +406,7 @@ START_TEST(test_plugins_lists_mem_with_its_path_and_abi)
     int i = listed_index("mem");
     ck_assert_msg(i >= 0, "mem not listed (is idprime-mem built?)");
     ck_assert_str_eq(listed.schemes[i], "mem");
-    ck_assert_uint_eq(listed.abi[i], 1);
+    ck_assert_uint_eq(listed.abi[i], IDP_PLUGIN_ABI_VERSION);
     ck_assert_str_eq(listed.path[i], real);
     /* Every entry is a file named after its plugin. */
     for (int j = 0; j < listed.n; j++) {
@@ -621,11 +649,67 @@ START_TEST(test_old_table_optional_calls_are_unsupported)
 }
 END_TEST
 
+/* ---- One plugin per open, loaded once ---------------------------------- */
+
+START_TEST(test_an_open_loads_only_the_plugin_its_scheme_needs)
+{
+    /* the build's plugin folder holds mem, redis, memcached and sqlite */
+    idp_options o = opts(NULL);
+    idp_error err = {0, ""};
+    for (int i = 0; i < 100; i++) {
+        idp_client *c = idp_open("mem://", &o, &err);
+        ck_assert_msg(c != NULL, "mem://: %s", err.msg);
+        idp_close(c);
+    }
+    /* one dlopen, by the first open; none of the other plugins */
+    ck_assert_msg(count_logged(": loaded from ") == 1 &&
+                      count_logged("plugin mem: loaded from ") == 1,
+                  "loads:%s", all_logs());
+    /* a listing loads the rest, once; the next open loads nothing */
+    list_plugins(&o);
+    int loads = count_logged(": loaded from ");
+    ck_assert_msg(loads >= 4, "loads after listing:%s", all_logs());
+    idp_client *c = idp_open("sqlite:///dev/null/never", &o, &err);
+    ck_assert_ptr_null(c); /* the file cannot be made; the plugin was there */
+    ck_assert_int_eq(count_logged(": loaded from "), loads);
+}
+END_TEST
+
+/* A plugin built against a newer header: version 2, a table and a test
+ * hooks table larger than this host knows, whose unknown slots are traps.
+ * It loads, every method this host knows works, no trap is touched. */
+START_TEST(test_newer_plugin_with_a_larger_table_loads)
+{
+    char dir[PATH_LEN];
+    case_path(dir, "big", NULL);
+    idp_options o = opts(dir);
+    idp_error err = {0, ""};
+    idp_client *c = idp_open("big://?batch=4&adaptive=0&low_watermark=50&delay_ms=50", &o, &err);
+    ck_assert_msg(c != NULL, "big://: %s", err.msg);
+    ck_assert_str_eq(idp_client_store(c), "big");
+    idp_counter *a = idp_counter_get(c, "a", &err), *b = idp_counter_get(c, "b", &err);
+    for (uint64_t v = 1; v <= 12; v++) {
+        ck_assert_uint_eq(tu_next(a), v);
+        ck_assert_uint_eq(tu_next(b), v);
+    }
+    uint64_t v = 0, n = 0;
+    ck_assert_int_eq(idp_raise(c, "r", 100, &v, &err), IDP_OK);
+    ck_assert_uint_eq(v, 100);
+    ck_assert_int_eq(idp_store_roundtrips(c, &n, &err), IDP_OK);
+    ck_assert_uint_ge(n, 6);
+    ck_assert_int_eq(idp_control(c, "fail 0", &err), IDP_OK);
+    idp_close(c);
+    ck_assert_msg(count_logged("trap:") == 0, "logged:%s", all_logs());
+}
+END_TEST
+
 int main(void)
 {
     const TTest *tests[] = {
         test_file_without_entry_symbol_is_refused,
         test_abi_version_0_is_refused,
+        test_abi_version_1_is_refused,
+        test_abi_version_3_is_refused,
         test_abi_version_newer_than_host_is_refused,
         test_table_too_small_is_refused,
         test_missing_required_method_is_refused,
@@ -635,7 +719,9 @@ int main(void)
         test_non_elf_file_is_refused_with_dlerror_text,
         test_directory_is_refused_as_not_regular,
         test_second_claim_of_a_scheme_is_refused_naming_the_first,
-        test_plugin_earlier_on_the_path_claims_the_scheme_first,
+        test_open_takes_the_file_named_for_the_scheme_first,
+        test_an_open_loads_only_the_plugin_its_scheme_needs,
+        test_newer_plugin_with_a_larger_table_loads,
         test_same_file_name_earlier_on_the_path_shadows_the_later,
         test_plugins_lists_mem_with_its_path_and_abi,
         test_plugins_omits_every_refused_file,

@@ -20,8 +20,16 @@
  * - Handles are opaque. A client owns its counters: idp_close() frees both.
  *   Strings the library allocates for the caller are freed with idp_free().
  * - idp_next() and idp_incr() may be called from any number of threads on
- *   the same counter. idp_close() must not race with any other call on the
- *   same client.
+ *   the same counter; they are ordinary calls that serve a warm thread from
+ *   per-thread state private to the library (no layout here is frozen).
+ *   idp_close() must not race with any other call on the same client.
+ * - A handle given as NULL by mistake (client, counter, out-pointer) gets
+ *   IDP_EINVAL with a message, except on the per-ID calls idp_next() and
+ *   idp_incr(), which do not check their counter.
+ * - fork(): a client may be used in the child. The child discards what it
+ *   inherited (pools, per-thread runs, caches, the store connection, the
+ *   background worker: a gap, never a duplicate), reconnects on its first
+ *   call, and closes with idp_close() as usual; the parent carries on.
  */
 #ifndef IDPRIME_H
 #define IDPRIME_H
@@ -33,7 +41,7 @@
 extern "C" {
 #endif
 
-#define IDP_VERSION "0.1.0"
+#define IDP_VERSION "0.2.0"
 
 /* The largest value a counter may reach: values stay below 2^63. */
 #define IDP_MAX_VALUE ((uint64_t)INT64_MAX)
@@ -63,7 +71,8 @@ const char *idp_strerror(int code);
 enum { IDP_LOG_ERROR = 0, IDP_LOG_WARN = 1, IDP_LOG_INFO = 2, IDP_LOG_DEBUG = 3 };
 
 /* The library never prints; it reports warnings (a store that may lose
- * counters, ...) through this callback, if one is given. */
+ * counters, ...) through this callback, if one is given. It is called with
+ * no engine lock held, so it may call into the library (idp_metrics, ...). */
 typedef void (*idp_log_fn)(void *ud, int level, const char *msg);
 
 /*
@@ -83,8 +92,9 @@ typedef struct idp_policy_input {
 } idp_policy_input;
 
 /* Chooses the batch of the next fetch: 1..1073741824, or 0 to keep the
- * current one. Called with the counter's lock held: it must not call back
- * into the library for the same counter. */
+ * current one. Called with no engine lock held, from the thread that did the
+ * fetch (a caller's or the background worker); the counter's next fetch
+ * waits for it, so it must not allocate from that counter itself. */
 typedef uint64_t (*idp_policy_fn)(void *ud, const idp_policy_input *in);
 
 typedef struct idp_options {
@@ -114,9 +124,11 @@ typedef struct idp_counter idp_counter;
 idp_client *idp_open(const char *uri, const idp_options *opt, idp_error *err);
 
 /*
- * Closes the client: an in-flight background fetch is finished (it is bounded
- * by timeout_ms) and the IDs left in the pools are abandoned, a gap that is
- * never reused. Frees every counter of the client. NULL is a no-op.
+ * Closes the client: an in-flight fetch is finished (it is bounded by
+ * timeout_ms), calls blocked waiting for a fetch return an error, and the
+ * IDs left in the pools, the threads' runs and the caches are abandoned, a
+ * gap that is never reused. Frees every counter of the client and revokes
+ * its caches. NULL is a no-op.
  */
 void idp_close(idp_client *c);
 
@@ -128,10 +140,11 @@ void idp_close(idp_client *c);
 idp_counter *idp_counter_get(idp_client *c, const char *name, idp_error *err);
 
 /*
- * One ID from the counter's pool: greater than every ID this client handed
- * out before on this counter, never handed out by anyone else. Blocks only
- * when the pool is empty, for at most about timeout_ms.
- * On error *id is left unchanged.
+ * One ID: never handed out by anyone else, greater than every ID this
+ * thread had from this counter before. A warm thread is served from a run
+ * of IDs it took from the counter's pool (up to 256, at most a sixteenth of
+ * the batch); it blocks only when the pool is empty, for at most about
+ * timeout_ms. On error *id is left unchanged. Hot: `ctr` is not checked.
  */
 int idp_next(idp_counter *ctr, uint64_t *id, idp_error *err);
 
@@ -167,8 +180,11 @@ int idp_raise(idp_client *c, const char *name, uint64_t value,
 typedef int (*idp_list_fn)(void *ud, const char *name, uint64_t value);
 int idp_list(idp_client *c, idp_list_fn fn, void *ud, idp_error *err);
 
-/* A snapshot of one counter's engine state and metrics. */
+/* A snapshot of one counter's engine state and metrics. Set `size` to
+ * sizeof(idp_counter_stats) before the call: fields are only ever appended,
+ * and the library fills only what `size` covers. */
 typedef struct idp_counter_stats {
+    size_t size;              /* sizeof(idp_counter_stats) as the caller knows it */
     uint64_t ids_served;      /* IDs handed out by next/incr */
     uint64_t prime_calls;     /* successful store fetches (round trips) */
     uint64_t prefetch_async;  /* of those, fetched in the background */
@@ -182,7 +198,10 @@ typedef struct idp_counter_stats {
     int in_flight;            /* 1 while a fetch is queued or running */
 } idp_counter_stats;
 
-void idp_counter_stats_get(idp_counter *ctr, idp_counter_stats *out);
+/* Fills `out` (whose `size` the caller set). Exact once the threads are
+ * quiet; every count only grows between snapshots. IDP_EINVAL on NULL or a
+ * size too small. */
+int idp_counter_stats_get(idp_counter *ctr, idp_counter_stats *out);
 
 /*
  * The client's metrics as Prometheus text exposition. Returns a string to
@@ -191,9 +210,9 @@ void idp_counter_stats_get(idp_counter *ctr, idp_counter_stats *out);
 char *idp_metrics(idp_client *c);
 
 /*
- * Sends a store-specific command to the plugin. The mem store uses it to
- * inject faults ("fail N", "set NAME VALUE", "delay MS"); other stores
- * answer IDP_EUNSUPPORTED.
+ * Sends a store-specific test command to the plugin's optional testing
+ * extension. The mem store uses it to inject faults ("fail N", "set NAME
+ * VALUE", "delay MS"); stores without one answer IDP_EUNSUPPORTED.
  */
 int idp_control(idp_client *c, const char *command, idp_error *err);
 
@@ -224,9 +243,8 @@ typedef void (*idp_plugin_fn)(void *ud, const idp_plugin_info *info);
 
 /*
  * Loads every plugin on the search path (opt->plugin_path,
- * IDPRIME_PLUGIN_PATH, the build tree, idprime/ beside the running
- * libidprime.so, the configured install directory) and calls
- * `fn` for each one accepted. Refused files are reported through the log
+ * IDPRIME_PLUGIN_PATH, idprime/ beside the running libidprime.so, the
+ * configured install directory) and calls `fn` for each one accepted. Refused files are reported through the log
  * callback in `opt` (may be NULL). Returns IDP_OK when at least one plugin
  * was found.
  */
@@ -249,71 +267,77 @@ typedef void (*idp_param_fn)(void *ud, const idp_param_doc *doc);
 /* Lists the engine's URI parameters (for --help and the README). */
 void idp_engine_params(idp_param_fn fn, void *ud);
 
-/* ---- The inline hot path ---------------------------------------------- */
+/* ---- A caller-owned cache for the hottest loops (opt-in) ------------- */
 
 /*
- * Each thread that allocates from a counter holds a lease: a run of IDs
- * carved from the counter's pool that only it hands out. idp_next() and
- * idp_incr() serve a warm lease inline, with two loads and a store and no
- * call; anything else (an empty lease, a first call, metaprime=0) goes to
- * the library. The layout below is part of the ABI: every counter begins
- * with its leases, one per thread slot, IDP_LEASE_STRIDE bytes apart, and
- * idp_lease_offset_ is the calling thread's slot times the stride (0, an
- * always-empty lease, until the thread's first call).
- * Define IDP_NO_INLINE before including this header to call the library
- * instead (the same functions, exported under the same names).
+ * idp_next() is an ordinary call that serves a warm thread from the
+ * library's own per-thread state. A loop that wants the call gone too may
+ * own a cache: a run of IDs taken from a counter in one go and served
+ * inline by idp_cache_next(), with a check of the client's generation so
+ * that idp_close() and fork() revoke it.
+ *
+ *   idp_cache k;
+ *   idp_cache_init(&k, sizeof k, inode, 0, &err);   // 0: the default fill
+ *   for (...) { if (idp_cache_next(&k, &id, &err) != IDP_OK) ...; }
+ *   idp_cache_release(&k);
+ *
+ * Rules:
+ * - A cache belongs to one thread at a time; it holds no lock and no
+ *   reference the library must free. Only `size` is the caller's to set
+ *   (idp_cache_init does); the other fields are the library's.
+ * - The IDs a cache takes count as served when it takes them (the library
+ *   cannot see an inline call). What it has not handed out when it is
+ *   released, revoked or dropped is a gap: never handed out again.
+ * - IDs from one cache strictly increase; across the cache and idp_next()
+ *   on the same thread they are unique but need not increase.
+ * - After idp_close() of its client, or in a child after fork(), the cache
+ *   is revoked: idp_cache_next() fails with IDP_EINVAL ("revoked") after a
+ *   close; after fork it refills in the child from the child's own fetch.
  */
-#define IDP_LEASE_STRIDE 128
+typedef struct idp_cache {
+    size_t size;          /* sizeof(idp_cache), as the caller knows it */
+    uint64_t next;        /* the next ID to hand out */
+    uint64_t end;         /* one past the last ID the cache holds */
+    uint64_t gen_;        /* the generation it was filled under */
+    const volatile uint64_t *live_; /* the client's current generation */
+    idp_counter *ctr_;
+    uint64_t owner_;      /* the client it belongs to */
+    uint64_t fill_;       /* IDs taken per refill */
+} idp_cache;
 
-typedef struct idp_lease_ {
-    uint64_t next;   /* the next ID to hand out */
-    uint64_t end;    /* one past the lease's last ID */
-} idp_lease_;
+/* The largest fill of a cache, in IDs. */
+#define IDP_CACHE_MAX_FILL 65536
 
-/* The slow paths behind the inline ones; not for direct use. */
-int idp_next_refill_(idp_counter *ctr, uint64_t *id, idp_error *err);
-int idp_incr_refill_(idp_counter *ctr, uint64_t n, uint64_t *last,
-                     idp_error *err);
+/*
+ * Binds `k` (of `size` bytes, sizeof(idp_cache)) to a counter, empty. `fill`
+ * is the number of IDs each refill takes, 1..IDP_CACHE_MAX_FILL, or 0 for
+ * the default (256). Fails with IDP_EINVAL on a NULL cache or counter, a
+ * size too small, or a fill out of range.
+ */
+int idp_cache_init(idp_cache *k, size_t size, idp_counter *ctr, uint64_t fill,
+                   idp_error *err);
 
-#if !defined(IDP_NO_INLINE) && !defined(IDP_BUILDING_LIBRARY) && \
-    (defined(__GNUC__) || defined(__clang__))
-extern __thread size_t idp_lease_offset_;
+/* The slow path behind idp_cache_next(); not for direct use. */
+int idp_cache_refill_(idp_cache *k, uint64_t *id, idp_error *err);
 
-static inline idp_lease_ *idp_lease_of_(idp_counter *ctr)
+/*
+ * One ID from the cache, inline; refills from the counter when the cache is
+ * empty or revoked. On error *id is left unchanged.
+ */
+static inline int idp_cache_next(idp_cache *k, uint64_t *id, idp_error *err)
 {
-    return (idp_lease_ *)(void *)((char *)ctr + idp_lease_offset_);
-}
-
-static inline int idp_next_inline_(idp_counter *ctr, uint64_t *id,
-                                   idp_error *err)
-{
-    idp_lease_ *l = idp_lease_of_(ctr);
-    uint64_t v = __atomic_load_n(&l->next, __ATOMIC_RELAXED);
-    if (__builtin_expect(v < __atomic_load_n(&l->end, __ATOMIC_RELAXED), 1)) {
-        __atomic_store_n(&l->next, v + 1, __ATOMIC_RELAXED);
+    uint64_t v = k->next;
+    if (__builtin_expect(v < k->end && k->gen_ == *k->live_, 1)) {
+        k->next = v + 1;
         *id = v;
         return IDP_OK;
     }
-    return idp_next_refill_(ctr, id, err);
+    return idp_cache_refill_(k, id, err);
 }
 
-static inline int idp_incr_inline_(idp_counter *ctr, uint64_t n,
-                                   uint64_t *last, idp_error *err)
-{
-    idp_lease_ *l = idp_lease_of_(ctr);
-    uint64_t v = __atomic_load_n(&l->next, __ATOMIC_RELAXED);
-    uint64_t end = __atomic_load_n(&l->end, __ATOMIC_RELAXED);
-    if (__builtin_expect(n - 1 < end - v, 1)) { /* 1 <= n <= what is left */
-        __atomic_store_n(&l->next, v + n, __ATOMIC_RELAXED);
-        *last = v + n - 1;
-        return IDP_OK;
-    }
-    return idp_incr_refill_(ctr, n, last, err);
-}
-
-#define idp_next idp_next_inline_
-#define idp_incr idp_incr_inline_
-#endif
+/* Drops what the cache holds (a gap) and leaves it empty and bound to its
+ * counter. NULL is a no-op. */
+void idp_cache_release(idp_cache *k);
 
 #ifdef __cplusplus
 }

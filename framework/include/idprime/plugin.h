@@ -3,10 +3,13 @@
  *
  * A plugin is a shared object `idprime-<name>.so` that exports exactly one
  * symbol, idprime_plugin_entry, returning a pointer to a const idp_plugin
- * table. The table begins with its ABI version and its own size; methods are
- * only ever appended, and the host calls a method only where the version and
- * size cover it and the pointer is not NULL, falling back otherwise (as
- * SQLite's sqlite3_io_methods grows).
+ * table. The table begins with its ABI version and its own size:
+ * - the version changes only on a breaking change; the host loads a table of
+ *   its own version only;
+ * - the size grows as methods are appended; the host calls a method only
+ *   where the size covers it and the pointer is not NULL, and falls back
+ *   otherwise (as SQLite's sqlite3_io_methods grows), so a newer plugin with
+ *   a larger table loads in an older host and the other way round.
  *
  * A plugin includes this header and its store's client library, nothing
  * else: everything it needs from the host (the parsed URI, its validated
@@ -34,7 +37,7 @@
 extern "C" {
 #endif
 
-#define IDP_PLUGIN_ABI_VERSION 1
+#define IDP_PLUGIN_ABI_VERSION 2
 #define IDP_PLUGIN_ENTRY "idprime_plugin_entry"
 
 /* ---- What the host hands the plugin ----------------------------------- */
@@ -103,6 +106,8 @@ typedef struct idp_incr_op {
 
 typedef int (*idp_list_cb)(void *ud, const char *key, uint64_t value);
 
+struct idp_plugin_testing;
+
 typedef struct idp_plugin {
     uint32_t abi_version;        /* IDP_PLUGIN_ABI_VERSION */
     uint32_t size;               /* sizeof(idp_plugin) as the plugin knows it */
@@ -123,27 +128,51 @@ typedef struct idp_plugin {
     /* The current value; *exists = 0 and *value = 0 for a missing key. */
     int (*get)(void *store, const char *key, uint64_t *value, int *exists,
                idp_error *err);
-    /* Methods above are valid for version 1 and must not be NULL. */
+
+    /* Methods above are required. Optional ones follow, in the order they
+     * were added; NULL or beyond `size` means absent. */
 
     /* Optional (NULL: the host calls incr once per op). Several increments
      * in one round trip. Returns IDP_OK when every op has its own status
-     * filled, or an error for the whole call (then no op is trusted). */
+     * filled (and, for a failed op, err_ops[i] may say why: the host passes
+     * an array of nops errors), or an error for the whole call in err_ops[0]
+     * (then no op is trusted). */
     int (*incr_many)(void *store, idp_incr_op *ops, size_t nops,
-                     idp_error *err);
+                     idp_error *err_ops);
     /* Optional. Atomically raises the key to at least `value`, never
      * lowering it; stores the resulting value in *result. */
     int (*raise_to)(void *store, const char *key, uint64_t value,
                     uint64_t *result, idp_error *err);
     /* Optional. Calls cb for each key starting with `prefix`; stops early
-     * and returns cb's value when cb returns non-zero. */
+     * and returns cb's value when cb returns non-zero. The host calls it on
+     * a handle of its own, so a long listing blocks no fetch. */
     int (*list)(void *store, const char *prefix, idp_list_cb cb, void *ud,
                 idp_error *err);
+    /* Optional. Called instead of close in a child process after fork() for
+     * a handle the parent opened: frees what it can without any I/O on the
+     * store's connection (no QUIT, no Terminate, no checkpoint), so the
+     * parent's session is untouched. NULL: the host leaks the handle. */
+    void (*drop)(void *store);
+    /* Optional. Test hooks (see idp_plugin_testing); NULL for none. */
+    const struct idp_plugin_testing *testing;
+} idp_plugin;
+
+/*
+ * Test hooks: an optional extension, not part of a store's contract. The
+ * bench and the test suites use them where a store has them; everything
+ * else works without.
+ */
+typedef struct idp_plugin_testing {
+    uint32_t size;               /* sizeof(idp_plugin_testing) as the plugin knows it */
+    /* URI keys for tests only (a simulated round trip, ...), accepted
+     * beside the plugin's own; may be NULL. */
+    const idp_param_spec *params;
     /* Optional. The store's own count of increments served to anyone, as
      * the store itself reports it (Redis INFO commandstats, ...). */
     int (*roundtrips)(void *store, uint64_t *count, idp_error *err);
     /* Optional. A store-specific command (fault injection in mem). */
     int (*control)(void *store, const char *command, idp_error *err);
-} idp_plugin;
+} idp_plugin_testing;
 
 /* The one symbol a plugin exports. */
 typedef const idp_plugin *(*idp_plugin_entry_fn)(void);
