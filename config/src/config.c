@@ -148,127 +148,72 @@ static int field_error(lua_State *L, const loader *ld, const char *const *keys,
     return lua_error(L);
 }
 
-/* What the engine documents about one key ("batch", "NAME_batch"). */
-typedef struct key_info {
+/* The engine's per-counter keys ("batch, low_watermark, ..."), from its
+ * own documentation, and whether `key` is one of them. */
+typedef struct per_counter {
     const char *key;
-    int found, numeric;
-    long long lo, hi;
-    char per_counter[100];   /* the per-counter keys: "batch, low_watermark" */
-} key_info;
+    int found;
+    char list[160];
+} per_counter;
 
-static void key_doc(void *ud, const idp_param_doc *d)
+static void per_counter_doc(void *ud, const idp_param_doc *d)
 {
-    key_info *q = ud;
-    if (strncmp(d->key, "NAME_", 5) == 0) {
-        size_t n = strlen(q->per_counter);
-        snprintf(q->per_counter + n, sizeof q->per_counter - n, "%s%s",
-                 n ? ", " : "", d->key + 5);
-    }
-    if (strcmp(d->key, q->key) == 0) {
-        q->found = 1;
-        q->numeric = sscanf(d->range, "%lld..%lld", &q->lo, &q->hi) == 2;
-    }
+    per_counter *q = ud;
+    if (strncmp(d->key, "NAME_", 5) != 0)
+        return;
+    size_t n = strlen(q->list);
+    snprintf(q->list + n, sizeof q->list - n, "%s%s", n ? ", " : "",
+             d->key + 5);
+    q->found |= strcmp(d->key + 5, q->key) == 0;
 }
 
-static key_info engine_key(const char *key)
+/* A setting whose documented range is 0..1 takes a boolean too. */
+typedef struct flag_key {
+    const char *key;
+    int is_flag;
+} flag_key;
+
+static void flag_doc(void *ud, const idp_param_doc *d)
 {
-    key_info q = {.key = key};
-    idp_engine_params(key_doc, &q);
-    return q;
+    flag_key *q = ud;
+    const char *k = strncmp(d->key, "NAME_", 5) == 0 ? d->key + 5 : d->key;
+    size_t kl = strlen(q->key), dl = strlen(k);
+    /* "adaptive", or "inode_adaptive" for NAME_adaptive */
+    if (strcmp(d->range, "0..1") == 0 && kl >= dl &&
+        strcmp(q->key + kl - dl, k) == 0 &&
+        (kl == dl || q->key[kl - dl - 1] == '_'))
+        q->is_flag = 1;
 }
 
-/* A key given in defaults: an engine key ("batch"), a per-counter one
- * ("inode_batch", checked as NAME_batch; the longest suffix wins, as the
- * engine reads "inode_max_batch"), or the plugin's (not found). */
-static key_info defaults_key(const char *key)
-{
-    key_info q = engine_key(key);
-    if (q.found)
-        return q;
-    size_t kl = strlen(key);
-    key_info best = q;
-    size_t best_len = 0;
-    for (size_t i = 1; i + 1 < kl && i < MAX_NAME; i++) {
-        if (key[i] != '_')
-            continue;
-        char doc[MAX_NAME + 8];
-        snprintf(doc, sizeof doc, "NAME_%s", key + i + 1);
-        key_info s = engine_key(doc);
-        if (s.found && kl - i - 1 > best_len) {
-            best = s;
-            best.key = key;
-            best_len = kl - i - 1;
-        }
-    }
-    return best;
-}
-
-/* prime = "inode,chunk": counter names, comma-separated, as the engine
- * reads them (an empty list primes nothing). */
-static int valid_name(const char *s, size_t len);
-static int valid_prime(const char *list)
-{
-    for (const char *p = list; *p != '\0';) {
-        size_t n = strcspn(p, ",");
-        if (!valid_name(p, n))
-            return 0;
-        p += n;
-        if (*p == ',' && *++p == '\0')
-            return 0;
-    }
-    return 1;
-}
-
-/* 1 when `s` is a valid counter name or key: [A-Za-z0-9_.:-], 1..200. */
-static int valid_name(const char *s, size_t len)
-{
-    if (len == 0 || len > MAX_NAME)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!isalnum((unsigned char)s[i]) && strchr("_.:-", s[i]) == NULL)
-            return 0;
-    return 1;
-}
-
-/* The value at the top of the stack as a setting's text, checked against
- * the engine's range when `q` is numeric. Raises on a bad value. */
+/*
+ * The value at the top of the stack as a setting's text, checked by the
+ * engine itself (idp_check_param: the same names and ranges idp_open
+ * applies) when `key` is an engine key; a store's key is checked when the
+ * store opens. Raises on a bad value.
+ */
 static void value_text(lua_State *L, const loader *ld, const char *const *keys,
-                       int n, const key_info *q, char *buf, size_t len)
+                       int n, const char *key, char *buf, size_t len)
 {
-    int type = lua_type(L, -1);
     int isint = 0;
     lua_Integer v = 0;
-    if (type == LUA_TNUMBER)
-        v = lua_tointegerx(L, -1, &isint);
-    if (q->numeric) {
-        if (type == LUA_TBOOLEAN && q->lo == 0 && q->hi == 1) {
-            v = lua_toboolean(L, -1);
-            isint = 1;
-        }
-        if (type == LUA_TNUMBER && !isint)
-            field_error(L, ld, keys, n, "%.14g is not a whole number "
-                        "(allowed %lld..%lld)", (double)lua_tonumber(L, -1),
-                        q->lo, q->hi);
-        if (!isint)
-            field_error(L, ld, keys, n, "expected a whole number in "
-                        "%lld..%lld, got a %s", q->lo, q->hi,
-                        luaL_typename(L, -1));
-        if (v < q->lo || v > q->hi)
-            field_error(L, ld, keys, n, "%lld is out of range (allowed "
-                        "%lld..%lld)", (long long)v, q->lo, q->hi);
-        snprintf(buf, len, "%lld", (long long)v);
-        return;
-    }
-    switch (type) {
+    switch (lua_type(L, -1)) {
     case LUA_TNUMBER:
-        if (!isint)
-            field_error(L, ld, keys, n, "%.14g is not a whole number",
-                        (double)lua_tonumber(L, -1));
-        snprintf(buf, len, "%lld", (long long)v);
-        return;
-    case LUA_TBOOLEAN:
+        v = lua_tointegerx(L, -1, &isint);
+        if (isint)
+            snprintf(buf, len, "%lld", (long long)v);
+        else if (snprintf(buf, len, "%.14g", (double)lua_tonumber(L, -1)),
+                 idp_check_param(key, NULL, NULL) != IDP_OK)
+            field_error(L, ld, keys, n, "%s is not a whole number", buf);
+        break; /* an engine key: the engine says what it allows */
+    case LUA_TBOOLEAN: {
+        flag_key q = {key, 0};
+        idp_engine_params(flag_doc, &q);
+        if (!q.is_flag && idp_check_param(key, NULL, NULL) == IDP_OK)
+            field_error(L, ld, keys, n, "expected a whole number, got a "
+                        "boolean");
         snprintf(buf, len, "%d", lua_toboolean(L, -1));
-        return;
+        break;
+    }
     case LUA_TSTRING: {
         size_t sl;
         const char *s = lua_tolstring(L, -1, &sl);
@@ -276,12 +221,31 @@ static void value_text(lua_State *L, const loader *ld, const char *const *keys,
             field_error(L, ld, keys, n, "the text is longer than %zu bytes "
                         "or holds a NUL byte", len - 1);
         memcpy(buf, s, sl + 1);
-        return;
+        break;
     }
     default:
         field_error(L, ld, keys, n, "expected a number, string or boolean, "
                     "got a %s", luaL_typename(L, -1));
     }
+    idp_error e;
+    if (idp_check_param(key, buf, &e) == IDP_EINVAL) {
+        /* the engine names the key; the field is named already */
+        char head[300];
+        snprintf(head, sizeof head, "parameter '%s': ", key);
+        const char *why = strncmp(e.msg, head, strlen(head)) == 0
+                              ? e.msg + strlen(head) : e.msg;
+        field_error(L, ld, keys, n, "%s", why);
+    }
+}
+
+/* A key given as a Lua string: a valid name, NUL-free; NULL otherwise. */
+static const char *name_key(lua_State *L, int idx)
+{
+    size_t len = 0;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return NULL;
+    const char *k = lua_tolstring(L, idx, &len);
+    return idp_valid_name(k, len) ? k : NULL;
 }
 
 static void add_param(lua_State *L, idp_config *cfg, const char *key,
@@ -318,21 +282,13 @@ static void read_defaults(lua_State *L, const loader *ld)
                     "({batch = 512, ...}), got a %s", luaL_typename(L, -1));
     int t = lua_gettop(L);
     for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1)) {
-        size_t kl = 0;
-        keys[1] = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl)
-                                                 : NULL;
-        if (keys[1] == NULL || !valid_name(keys[1], kl)) {
+        if ((keys[1] = name_key(L, -2)) == NULL) {
             keys[1] = "?";
             field_error(L, ld, keys, 1, "every key must be a setting's name "
                         "([A-Za-z0-9_.:-])");
         }
-        key_info q = defaults_key(keys[1]);
         char value[MAX_VALUE + 1];
-        value_text(L, ld, keys, 2, &q, value, sizeof value);
-        if (strcmp(keys[1], "prime") == 0 && !valid_prime(value))
-            field_error(L, ld, keys, 2, "expected counter names, "
-                        "comma-separated (\"inode,chunk\"), got \"%.60s\"",
-                        value);
+        value_text(L, ld, keys, 2, keys[1], value, sizeof value);
         add_param(L, ld->cfg, keys[1], value);
     }
 }
@@ -346,10 +302,7 @@ static void read_counters(lua_State *L, const loader *ld)
                     "= {batch = 512}, ...}), got a %s", luaL_typename(L, -1));
     int t = lua_gettop(L);
     for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1)) {
-        size_t nl = 0;
-        keys[1] = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &nl)
-                                                 : NULL;
-        if (keys[1] == NULL || !valid_name(keys[1], nl)) {
+        if ((keys[1] = name_key(L, -2)) == NULL) {
             keys[1] = "?";
             field_error(L, ld, keys, 1, "every key must be a counter name "
                         "([A-Za-z0-9_.:-], 1..%d bytes)", MAX_NAME);
@@ -361,17 +314,18 @@ static void read_counters(lua_State *L, const loader *ld)
         int c = lua_gettop(L);
         for (lua_pushnil(L); lua_next(L, c); lua_pop(L, 1)) {
             char key[MAX_NAME + 64];
-            keys[2] = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                     : "?";
-            snprintf(key, sizeof key, "NAME_%s", keys[2]);
-            key_info q = engine_key(key);
+            keys[2] = name_key(L, -2);
+            per_counter q = {keys[2] ? keys[2] : "", 0, ""};
+            idp_engine_params(per_counter_doc, &q);
+            if (keys[2] == NULL)
+                keys[2] = "?";
             if (!q.found)
                 field_error(L, ld, keys, 3, "not a per-counter setting "
                             "(allowed: %s; the rest goes in defaults)",
-                            q.per_counter);
-            char value[MAX_VALUE + 1];
-            value_text(L, ld, keys, 3, &q, value, sizeof value);
+                            q.list);
             snprintf(key, sizeof key, "%s_%s", keys[1], keys[2]);
+            char value[MAX_VALUE + 1];
+            value_text(L, ld, keys, 3, key, value, sizeof value);
             add_param(L, ld->cfg, key, value);
         }
     }

@@ -65,6 +65,27 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* ---- Text from Lua -------------------------------------------------------- */
+
+/* Lua strings may hold NUL bytes; C strings end at the first. A name, URI
+ * or value that would be cut there is misuse: it raises, naming `what`. */
+static const char *no_nul(lua_State *L, int idx, const char *what)
+{
+    size_t len = 0;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (s != NULL && strlen(s) != len)
+        luaL_error(L, "%s holds a NUL byte (at byte %d)", what,
+                   (int)strlen(s) + 1);
+    return s;
+}
+
+/* luaL_checkstring for a C string: a NUL byte inside is an argument error. */
+static const char *check_text(lua_State *L, int arg, const char *what)
+{
+    luaL_checkstring(L, arg);
+    return no_nul(L, arg, what);
+}
+
 /* ---- idp.open ------------------------------------------------------------ */
 
 /* An option value as parameter text; raises on a type that has none. */
@@ -72,8 +93,10 @@ static const char *option_text(lua_State *L, const char *key)
 {
     int isint = 0;
     switch (lua_type(L, -1)) {
-    case LUA_TSTRING:
-        return lua_tostring(L, -1);
+    case LUA_TSTRING: {
+        int at = lua_absindex(L, -1);
+        return no_nul(L, at, lua_pushfstring(L, "idp.open: option '%s'", key));
+    }
     case LUA_TBOOLEAN:
         return lua_toboolean(L, -1) ? "1" : "0";
     case LUA_TNUMBER: {
@@ -101,7 +124,7 @@ static int l_open(lua_State *L)
 {
     if (!lua_isnoneornil(L, 1))
         luaL_checktype(L, 1, LUA_TSTRING);  /* not a number made text */
-    const char *uri = lua_tostring(L, 1);
+    const char *uri = no_nul(L, 1, "idp.open: the URI");
     int has_opts = !lua_isnoneornil(L, 2);
     if (has_opts)
         luaL_checktype(L, 2, LUA_TTABLE);
@@ -119,13 +142,16 @@ static int l_open(lua_State *L)
     for (lua_pushnil(L); has_opts && lua_next(L, 2); lua_pop(L, 1)) {
         if (lua_type(L, -2) != LUA_TSTRING)
             return luaL_error(L, "idp.open: option names must be strings");
-        const char *key = lua_tostring(L, -2);
+        const char *key = no_nul(L, lua_absindex(L, -2), "idp.open: an option name");
         int is_config = strcmp(key, "config") == 0;
         if (is_config || strcmp(key, "plugin_path") == 0) {
             if (lua_type(L, -1) != LUA_TSTRING)
                 return luaL_error(L, "idp.open: option '%s' must be a "
                                   "string", key);
-            *(is_config ? &config : &opt.plugin_path) = lua_tostring(L, -1);
+            int at = lua_absindex(L, -1);
+            *(is_config ? &config : &opt.plugin_path) =
+                no_nul(L, at, lua_pushfstring(L, "idp.open: option '%s'", key));
+            lua_pop(L, 1);
         } else if (strcmp(key, "verbose") == 0) {
             opt.log_ud = lua_toboolean(L, -1) ? (void *)1 : NULL;
         } else {
@@ -216,7 +242,7 @@ static int l_client_tostring(lua_State *L)
 static int l_counter(lua_State *L)
 {
     lclient *cl = open_client(L);
-    const char *name = luaL_checkstring(L, 2);
+    const char *name = check_text(L, 2, "client:counter: the name");
     idp_error e;
     idp_counter *ctr = idp_counter_get(cl->c, name, &e);
     if (ctr == NULL)
@@ -246,7 +272,7 @@ static int l_metrics(lua_State *L)
 static int l_get(lua_State *L)
 {
     lclient *cl = open_client(L);
-    const char *name = luaL_checkstring(L, 2);
+    const char *name = check_text(L, 2, "client:get: the name");
     uint64_t v;
     int exists;
     idp_error e;
@@ -262,7 +288,7 @@ static int l_control(lua_State *L)
 {
     lclient *cl = open_client(L);
     idp_error e;
-    if (idp_control(cl->c, luaL_checkstring(L, 2), &e) != IDP_OK)
+    if (idp_control(cl->c, check_text(L, 2, "client:control: the command"), &e) != IDP_OK)
         return fail(L, e.msg);
     lua_pushboolean(L, 1);
     return 1;

@@ -365,14 +365,19 @@ static void enter(idp_client *cl)
     atomic_fetch_add_explicit(&cl->active, 1, memory_order_acquire);
 }
 
+/* Once closing, the count drops under qmu, so that idp_close, which frees
+ * the client as soon as it sees none inside, cannot do so before this
+ * thread is done with qmu. */
 static void leave(idp_client *cl)
 {
-    if (atomic_fetch_sub_explicit(&cl->active, 1, memory_order_release) == 1 &&
-        atomic_load_explicit(&cl->closing, memory_order_relaxed)) {
-        pthread_mutex_lock(&cl->qmu);
-        pthread_cond_broadcast(&cl->qcv);
-        pthread_mutex_unlock(&cl->qmu);
+    if (!atomic_load_explicit(&cl->closing, memory_order_acquire)) {
+        atomic_fetch_sub_explicit(&cl->active, 1, memory_order_release);
+        return;
     }
+    pthread_mutex_lock(&cl->qmu);
+    atomic_fetch_sub_explicit(&cl->active, 1, memory_order_release);
+    pthread_cond_broadcast(&cl->qcv);
+    pthread_mutex_unlock(&cl->qmu);
 }
 
 /* The pool is empty: install the ready batch, wait for the fetch in flight,
@@ -611,8 +616,18 @@ void engine_stop(idp_client *cl)
         pthread_join(cl->worker, NULL);
     pthread_mutex_lock(&cl->qmu);
     cl->worker_running = 0;
-    while (atomic_load(&cl->active) > 0)
-        pthread_cond_wait(&cl->qcv, &cl->qmu);
+    /* a call that left just before it saw `closing` dropped the count
+     * without a signal: look again every 10 ms */
+    while (atomic_load(&cl->active) > 0) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 10000000L;
+        if (t.tv_nsec >= 1000000000L) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&cl->qcv, &cl->qmu, &t);
+    }
     pthread_mutex_unlock(&cl->qmu);
     pthread_cond_destroy(&cl->qcv);
     pthread_mutex_destroy(&cl->qmu);

@@ -274,6 +274,68 @@ static void known_keys(char *buf, size_t len, const idp_param_spec *plugin,
     }
 }
 
+/* The engine row of `key`: "batch" itself, or NAME_key for a per-counter
+ * key, the longest key winning ("inode_max_batch" is max_batch of inode,
+ * not batch of inode_max); *nlen is then NAME's length (0 for a plain
+ * key). NULL when no engine key matches. */
+static const opt_row *find_row(const char *key, size_t *nlen)
+{
+    *nlen = 0;
+    for (size_t i = 0; i < NROWS; i++)
+        if (strcmp(engine_rows[i].spec.key, key) == 0)
+            return &engine_rows[i];
+    size_t klen = strlen(key);
+    const opt_row *row = NULL;
+    for (size_t i = 0; i < NROWS; i++) {
+        const opt_row *r = &engine_rows[i];
+        size_t slen = strlen(r->spec.key);
+        if (r->scope == COUNTER && klen >= slen + 2 &&
+            key[klen - slen - 1] == '_' &&
+            strcmp(key + klen - slen, r->spec.key) == 0 &&
+            (row == NULL || slen > strlen(row->spec.key)))
+            row = r;
+    }
+    if (row != NULL)
+        *nlen = klen - strlen(row->spec.key) - 1;
+    return row;
+}
+
+static int check_prime(const char *list, idp_error *err);
+
+/* A per-counter key's NAME part must be a counter name. */
+static int check_name_part(const char *key, size_t nlen, idp_error *err)
+{
+    if (nlen > 0 && !options_valid_name(key, nlen))
+        return idp_seterr(err, IDP_EINVAL, "parameter '%s': '%.*s' is not "
+                          "a valid counter name ([A-Za-z0-9_.:-], 1..%d "
+                          "bytes)", key, (int)nlen, key, IDP_NAME_MAX);
+    return IDP_OK;
+}
+
+API int idp_check_param(const char *key, const char *value, idp_error *err)
+{
+    if (key == NULL)
+        return idp_seterr(err, IDP_EINVAL, "idp_check_param: the key is NULL");
+    size_t nlen = 0;
+    const opt_row *row = find_row(key, &nlen);
+    if (row == NULL)
+        return idp_seterr(err, IDP_EUNSUPPORTED, "parameter '%s' is not an "
+                          "engine key (a store's key is checked when the "
+                          "store opens)", key);
+    int rc = check_name_part(key, nlen, err);
+    if (rc != IDP_OK || value == NULL)
+        return rc;
+    if ((rc = options_check(&row->spec, key, value, NULL, err)) != IDP_OK)
+        return rc;
+    return strcmp(row->spec.key, "prime") == 0 ? check_prime(value, err)
+                                               : IDP_OK;
+}
+
+API int idp_valid_name(const char *name, size_t len)
+{
+    return name != NULL && options_valid_name(name, len);
+}
+
 static int apply(engine_cfg *cfg, const char *key, const char *value,
                  const idp_param_spec *plugin, const char *plugin_name,
                  idp_error *err)
@@ -289,37 +351,19 @@ static int apply(engine_cfg *cfg, const char *key, const char *value,
             return IDP_OK;
         }
     }
-    for (size_t i = 0; i < NROWS; i++) {
-        const opt_row *row = &engine_rows[i];
-        if (strcmp(row->spec.key, key) == 0) {
-            if ((rc = options_check(&row->spec, key, value, &num, err)) != IDP_OK)
-                return rc;
-            void *base = row->scope == CLIENT ? (void *)cfg : (void *)&cfg->defaults;
-            if (set_field(base, row, value, num) != IDP_OK)
-                return idp_seterr(err, IDP_ENOMEM, "out of memory");
-            return IDP_OK;
-        }
-    }
-    /* NAME_key for a per-counter key; the longest key wins, so that
-     * "inode_max_batch" is max_batch of inode, not batch of inode_max */
-    size_t klen = strlen(key);
-    const opt_row *row = NULL;
-    for (size_t i = 0; i < NROWS; i++) {
-        const opt_row *r = &engine_rows[i];
-        size_t slen = strlen(r->spec.key);
-        if (r->scope == COUNTER && klen >= slen + 2 &&
-            key[klen - slen - 1] == '_' &&
-            strcmp(key + klen - slen, r->spec.key) == 0 &&
-            (row == NULL || slen > strlen(row->spec.key)))
-            row = r;
+    size_t nlen = 0;
+    const opt_row *row = find_row(key, &nlen);
+    if (row != NULL && nlen == 0) {
+        if ((rc = options_check(&row->spec, key, value, &num, err)) != IDP_OK)
+            return rc;
+        void *base = row->scope == CLIENT ? (void *)cfg : (void *)&cfg->defaults;
+        if (set_field(base, row, value, num) != IDP_OK)
+            return idp_seterr(err, IDP_ENOMEM, "out of memory");
+        return IDP_OK;
     }
     if (row != NULL) {
-        size_t nlen = klen - strlen(row->spec.key) - 1;
-        if (!options_valid_name(key, nlen))
-            return idp_seterr(err, IDP_EINVAL, "parameter '%s': '%.*s' is not "
-                              "a valid counter name ([A-Za-z0-9_.:-], 1..%d "
-                              "bytes)", key, (int)nlen, key, IDP_NAME_MAX);
-        if ((rc = options_check(&row->spec, key, value, &num, err)) != IDP_OK)
+        if ((rc = check_name_part(key, nlen, err)) != IDP_OK ||
+            (rc = options_check(&row->spec, key, value, &num, err)) != IDP_OK)
             return rc;
         counter_override *o = override_for(cfg, key, nlen);
         if (o == NULL || set_field(&o->cfg, row, value, num) != IDP_OK)

@@ -334,10 +334,16 @@ START_TEST(test_bad_settings_name_their_field_and_line)
             "range.lua:4: counters.inode.batch: 0 is out of range",
             "1..1073741824");
     refused("float.lua", "return {\n defaults = { low_watermark = 2.5 } }\n",
-            "float.lua:2: defaults.low_watermark: 2.5 is not a whole number",
+            "float.lua:2: defaults.low_watermark: '2.5' is not a whole number (allowed 0..100)",
             NULL);
-    refused("text.lua", "return { defaults = { batch = '12' } }\n",
-            "text.lua:1: defaults.batch: expected a whole number", NULL);
+    /* the engine's own rule, as for a URI's text: '12' is 12 */
+    refused("text.lua", "return { defaults = { batch = 'lots' } }\n",
+            "text.lua:1: defaults.batch: 'lots' is not a whole number "
+            "(allowed 1..1073741824)", NULL);
+    refused("nul.lua", "return { counters = { inode = { ['batch\\0x'] = 5 } } }\n",
+            "nul.lua:1: counters.inode.?: not a per-counter setting", NULL);
+    refused("nulname.lua", "return { counters = { ['ino\\0de'] = { batch = 5 } } }\n",
+            "nulname.lua:1: counters: every key must be a counter name", NULL);
     refused("field.lua", "return {\n\n  batch = 5 }\n",
             "field.lua:3: batch: unknown field", "defaults");
     refused("percounter.lua",

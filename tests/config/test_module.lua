@@ -270,6 +270,21 @@ return {
   os.remove(path)
 end)
 
+check("a NUL byte in a name, URI or value is refused, not cut short", function()
+  local c <close> = assert(idp.open("mem://nul"))
+  raises(function() c:counter("inode\0x") end, "client:counter: the name holds a NUL byte")
+  raises(function() c:get("inode\0x") end, "client:get: the name holds a NUL byte")
+  raises(function() c:control("fail 1\0x") end, "client:control: the command holds a NUL byte")
+  raises(function() idp.open("mem://x\0y") end, "idp.open: the URI holds a NUL byte")
+  raises(function() idp.open("mem://", {batch = "8\0junk"}) end,
+         "idp.open: option 'batch' holds a NUL byte")
+  raises(function() idp.open("mem://", {["batch\0x"] = 8}) end,
+         "idp.open: an option name holds a NUL byte")
+  -- and the counter "inode" was never made by the cut name
+  local k = assert(c:counter("inode"))
+  eq(k:stats().ids_served, 0, "inode untouched")
+end)
+
 -- Collecting handles at exit must not crash the interpreter either.
 local leak = assert(idp.open("mem://atexit"))
 assert(assert(leak:counter("c")):next())

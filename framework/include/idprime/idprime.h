@@ -267,6 +267,21 @@ typedef void (*idp_param_fn)(void *ud, const idp_param_doc *doc);
 /* Lists the engine's URI parameters (for --help and the README). */
 void idp_engine_params(idp_param_fn fn, void *ud);
 
+/*
+ * Checks one engine parameter as idp_open() would, so that a config
+ * loader says what is wrong before any store is opened: IDP_OK when `key`
+ * is an engine key ("batch", or "NAME_batch" for counter NAME) and `value`
+ * is allowed for it (`value` NULL: the key only); IDP_EINVAL with the
+ * engine's message naming the key and its range otherwise;
+ * IDP_EUNSUPPORTED when `key` is no engine key (a store's own key, checked
+ * when the store is opened).
+ */
+int idp_check_param(const char *key, const char *value, idp_error *err);
+
+/* 1 when `name` (`len` bytes, which may hold a NUL: then 0) is a valid
+ * counter name: [A-Za-z0-9_.:-], 1 to 200 bytes. */
+int idp_valid_name(const char *name, size_t len);
+
 /* ---- A caller-owned cache for the hottest loops (opt-in) ------------- */
 
 /*
