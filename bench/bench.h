@@ -28,11 +28,13 @@ typedef enum bench_workload {
     BENCH_FILES,    /* each file takes 1 inode and `chunks` chunk IDs */
     BENCH_BURST,    /* `count` IDs as fast as possible */
     BENCH_STEADY,   /* `rate` IDs/s for `seconds` */
-    BENCH_HOTPATH   /* next() on a warm pool against an atomic fetch-add,
+    BENCH_HOTPATH,  /* next() on a warm pool against an atomic fetch-add,
                        and batch=1 against the raw client library */
+    BENCH_COUNTERS  /* `count` counters in one client, one ID each; and
+                       the cost of idp_open + idp_close */
 } bench_workload;
 
-/* "files", "burst", "steady", "hotpath". */
+/* "files", "burst", "steady", "hotpath", "counters". */
 const char *bench_workload_name(bench_workload w);
 /* Returns 0 and sets *w, or -1 for an unknown name. */
 int bench_workload_parse(const char *name, bench_workload *w);
@@ -103,6 +105,11 @@ typedef struct bench_result {
     double atomic_ids_per_s;   /* bare atomic fetch-add, same threads */
     double next1_ids_per_s;    /* next() on one thread, in the same rounds
                                   (threads > 1 only) */
+    double cache_ids_per_s;    /* idp_cache_next, same threads and rounds */
+    /* counters */
+    uint64_t rss_growth;       /* resident bytes the counters added */
+    uint64_t metrics_bytes;    /* the client's metrics text with them */
+    double open_close_us;      /* idp_open + idp_close, median */
     int has_raw;               /* the raw-client comparison ran */
     char raw_client[16];       /* "hiredis", "libmemcached" */
     uint64_t raw_roundtrips;   /* round trips per side */

@@ -24,6 +24,8 @@ typedef struct hp_pool {
     double atomic_ids_per_s;  /* best round */
     double next1_ids_per_s;   /* best round of next() on one thread, when
                                  the run has several (the scaling) */
+    double cache_ids_per_s;   /* best round of idp_cache_next, each thread
+                                 with a cache of its own */
     uint64_t calls;           /* next() calls in all rounds */
     histogram *hist;          /* a timed pass after the rounds; caller frees */
 } hp_pool;

@@ -107,6 +107,16 @@ void bench_table(FILE *f, const bench_results *rs)
                                                              : "engine",
                     rb, rr, split);
         }
+        if (r->workload == BENCH_COUNTERS && r->ids > 0)
+            fprintf(f, "%s counters: %llu counters, one ID each, in %.3f s "
+                    "(%.2f us each); resident memory +%.1f MB (%.0f bytes "
+                    "each); metrics %.0f bytes each; idp_open + idp_close "
+                    "%.1f us\n", r->store, (unsigned long long)r->ids,
+                    r->wall_s, r->wall_s * 1e6 / (double)r->ids,
+                    (double)r->rss_growth / 1e6,
+                    (double)r->rss_growth / (double)r->ids,
+                    (double)r->metrics_bytes / (double)r->ids,
+                    r->open_close_us);
         if (r->workload == BENCH_HOTPATH) {
             char a[32], n[32];
             human_rate(n, sizeof n, r->ids_per_s);
@@ -116,6 +126,10 @@ void bench_table(FILE *f, const bench_results *rs)
                     r->store, n, a, r->threads, r->threads == 1 ? "" : "s",
                     r->atomic_ids_per_s > 0 ? r->ids_per_s / r->atomic_ids_per_s
                                             : 0);
+            human_rate(n, sizeof n, r->cache_ids_per_s);
+            fprintf(f, "%s hotpath: idp_cache_next %sIDs/s: cache/atomic "
+                    "%.2f\n", r->store, n, r->atomic_ids_per_s > 0
+                    ? r->cache_ids_per_s / r->atomic_ids_per_s : 0);
             if (r->next1_ids_per_s > 0) {
                 human_rate(n, sizeof n, r->next1_ids_per_s);
                 fprintf(f, "%s hotpath: next() on 1 thread %sIDs/s in the "
@@ -199,9 +213,14 @@ int bench_json(FILE *f, const bench_results *rs)
             fprintf(f, "%s\"%s\":%llu", c ? "," : "", r->counter[c],
                     (unsigned long long)r->counter_fetches[c]);
         fputc('}', f);
+        if (r->workload == BENCH_COUNTERS)
+            fprintf(f, ",\"rss_growth_bytes\":%llu,\"metrics_bytes\":%llu,"
+                    "\"open_close_us\":%.3f",
+                    (unsigned long long)r->rss_growth,
+                    (unsigned long long)r->metrics_bytes, num(r->open_close_us));
         if (r->workload == BENCH_HOTPATH) {
-            fprintf(f, ",\"atomic_ids_per_s\":%.3f",
-                    num(r->atomic_ids_per_s));
+            fprintf(f, ",\"atomic_ids_per_s\":%.3f,\"cache_ids_per_s\":%.3f",
+                    num(r->atomic_ids_per_s), num(r->cache_ids_per_s));
             if (r->next1_ids_per_s > 0)
                 fprintf(f, ",\"next_1thread_ids_per_s\":%.3f",
                         num(r->next1_ids_per_s));

@@ -12,6 +12,7 @@
 
 #include "bench.h"
 #include "hotpath.h"
+#include "scale.h"
 #include "target.h"
 #include "workload.h"
 
@@ -22,7 +23,8 @@
 #define RT_SECONDS 1.0            /* about this long per side, auto */
 #define HOT_BATCH "1073741824"    /* the largest batch: the pool stays warm */
 
-static const char *const names[] = {"files", "burst", "steady", "hotpath"};
+static const char *const names[] = {"files", "burst", "steady", "hotpath",
+                                    "counters"};
 
 const char *bench_workload_name(bench_workload w)
 {
@@ -49,6 +51,8 @@ uint64_t bench_default_count(bench_workload w)
         return 1000000;
     case BENCH_HOTPATH:
         return 10000000;
+    case BENCH_COUNTERS:
+        return 100000;
     default:
         return 0;
     }
@@ -337,6 +341,42 @@ static int run_roundtrip(const bench_config *cfg, const bench_target *t,
     return rc;
 }
 
+/* --workload counters on the open client c (closed here). */
+static int run_counters(const bench_config *cfg, const bench_target *t,
+                        const char **extra, idp_client *c, bench_result *res,
+                        char *msg, size_t len)
+{
+    char label[96];
+    snprintf(label, sizeof label, "%s counters", res->store);
+    uint64_t n = cfg->count != 0 ? cfg->count : bench_default_count(BENCH_COUNTERS);
+    monitor m;
+    monitor_start(&m, cfg->progress, label, n, cfg->time_limit);
+    char *uri = target_uri(t, extra);
+    idp_options opt = {.size = sizeof opt};
+    if (cfg->options != NULL)
+        memcpy(&opt, cfg->options, cfg->options->size < sizeof opt
+                                       ? cfg->options->size : sizeof opt);
+    opt.size = sizeof opt;
+    opt.log = NULL;
+    scale_out so;
+    int rc = uri == NULL ? (snprintf(msg, len, "out of memory"), BENCH_EWORK)
+                         : scale_run(cfg, c, uri, &opt, &m, &so, msg, len);
+    free(uri);
+    res->stopped = atomic_load(&m.stop);
+    monitor_end(&m);
+    idp_close(c);
+    if (rc != BENCH_OK)
+        return rc;
+    res->ids = so.counters;
+    res->calls = so.counters;
+    res->wall_s = so.wall_s;
+    res->ids_per_s = so.wall_s > 0 ? (double)so.counters / so.wall_s : 0;
+    res->rss_growth = so.rss_growth;
+    res->metrics_bytes = so.metrics_bytes;
+    res->open_close_us = so.open_close_us;
+    return BENCH_OK;
+}
+
 /* One run (metaprime 1: as configured; 0: the baseline). */
 static int run_one(const bench_config *cfg, const bench_target *t,
                    int metaprime, bench_results *out, char *msg, size_t len)
@@ -384,6 +424,8 @@ static int run_one(const bench_config *cfg, const bench_target *t,
     res->rtt_injected = injected;
     res->chunks = cfg->workload == BENCH_FILES ? cfg->chunks : 0;
 
+    if (cfg->workload == BENCH_COUNTERS)
+        return run_counters(cfg, t, extra, c, res, msg, len);
     idp_counter *ctr[2] = {NULL, NULL};
     int nctr = cfg->workload == BENCH_FILES ? 2 : 1;
     const char *cname[2] = {cfg->workload == BENCH_FILES ? "inode"
@@ -434,6 +476,7 @@ static int run_one(const bench_config *cfg, const bench_target *t,
         res->ids_per_s = hp.next_ids_per_s;
         res->atomic_ids_per_s = hp.atomic_ids_per_s;
         res->next1_ids_per_s = hp.next1_ids_per_s;
+        res->cache_ids_per_s = hp.cache_ids_per_s;
     } else {
         wl_out wo;
         rc = workload_run(cfg, ctr, &m, &wo, msg, len);
@@ -528,7 +571,8 @@ int bench_run(const bench_config *cfg, const char *uri, bench_results *out,
         }
     }
     rc = run_one(cfg, &t, 1, out, msg, len);
-    if (rc == BENCH_OK && cfg->baseline && cfg->workload != BENCH_HOTPATH)
+    if (rc == BENCH_OK && cfg->baseline && cfg->workload != BENCH_HOTPATH &&
+        cfg->workload != BENCH_COUNTERS)
         rc = run_one(cfg, &t, 0, out, msg, len);
     target_free(&t);
     return rc;

@@ -19,7 +19,9 @@ static const char bench_usage[] =
     "given; the word 'default' names it among others), each run paired with\n"
     "the same run at metaprime=0 as its baseline, and prints a table.\n"
     "\n"
-    "  --workload W        files (default), burst, steady or hotpath\n"
+    "  --workload W        files (default), burst, steady, hotpath or\n"
+    "                      counters (--count counters in one client, one ID\n"
+    "                      each, and the cost of opening a client)\n"
     "  -n, --count N       files: files (1000); burst: IDs (1000000);\n"
     "                      hotpath: IDs per thread and round (10000000)\n"
     "  --chunks K          files: chunk IDs per file, besides 1 inode (1)\n"
@@ -142,7 +144,7 @@ static int parse_args(int argc, char **argv, bench_args *a, cli_common *co)
         case OPT_WORKLOAD:
             if (bench_workload_parse(optarg, &cfg->workload) != 0) {
                 cli_error("bench", "--workload '%s': expected files, burst, "
-                          "steady or hotpath", optarg);
+                          "steady, hotpath or counters", optarg);
                 return EXIT_USAGE;
             }
             break;

@@ -259,7 +259,10 @@ static int fetch_done(idp_counter *c, const idp_incr_op *op, double dt,
         c->inflight = 0;
         c->fetch_seq++;
         c->fail_seq = c->fetch_seq;
-        c->last_err = *e;
+        if (c->last_err == NULL)
+            c->last_err = malloc(sizeof *c->last_err);
+        if (c->last_err != NULL)
+            *c->last_err = *e;
         pthread_cond_broadcast(&c->cv);
         return rc;
     }
@@ -394,7 +397,12 @@ static int refill_pool(idp_counter *c, uint64_t n, int *waited,
     if (closing(c))
         return closed_err(c, e);
     if (*waited && c->fail_seq > *waited_seq) {
-        *e = c->last_err; /* the fetch this call waited for failed */
+        /* the fetch this call waited for failed */
+        if (c->last_err != NULL)
+            *e = *c->last_err;
+        else
+            idp_seterr(e, IDP_ESTORE, "counter '%s': the fetch this call "
+                       "waited for failed", c->name);
         return e->code;
     }
     if (!*waited) {
@@ -677,6 +685,7 @@ void engine_counter_init(idp_counter *c, idp_client *cl, const counter_cfg *cfg)
 void engine_counter_destroy(idp_counter *c)
 {
     leases_drop_all(c);
+    free(c->last_err);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
 }

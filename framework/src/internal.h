@@ -84,7 +84,8 @@ struct idp_counter {
     uint64_t trig_seg;        /* the last segment whose watermark fired */
     uint64_t fetch_seq;       /* fetches finished, ok or not */
     uint64_t fail_seq;        /* fetch_seq of the last failed fetch */
-    idp_error last_err;
+    idp_error *last_err;      /* the last failure, for its waiters; made
+                                 on the first (an idle counter stays small) */
 
     uint64_t batch;           /* the next fetch's batch */
     uint64_t floor;           /* the configured batch */

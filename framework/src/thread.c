@@ -202,8 +202,22 @@ static int alloc(idp_counter *c, uint64_t n, uint64_t *first, idp_error *e)
     return engine_claim(c, l, NULL, n, run_extra(l, n), first, e);
 }
 
+/* The slow paths, apart, so that the hot ones need no stack frame. */
+static __attribute__((noinline)) int next_slow(idp_counter *c, uint64_t *id,
+                                               idp_error *err)
+{
+    idp_error e;
+    int rc = alloc(c, 1, id, &e);
+    if (rc != IDP_OK && err != NULL)
+        *err = e;
+    return rc;
+}
+
+static __attribute__((noinline)) int incr_slow(idp_counter *c, uint64_t n,
+                                               uint64_t *last, idp_error *err);
+
 /* Hot: the per-ID path. One TLS compare, two loads and a store on the
- * thread's own run; everything else is alloc(). */
+ * thread's own run; everything else is next_slow(). */
 API int idp_next(idp_counter *c, uint64_t *id, idp_error *err)
 {
     if (likely(t_mru.uid == c->uid)) {
@@ -215,11 +229,7 @@ API int idp_next(idp_counter *c, uint64_t *id, idp_error *err)
             return IDP_OK;
         }
     }
-    idp_error e;
-    int rc = alloc(c, 1, id, &e);
-    if (rc != IDP_OK && err != NULL)
-        *err = e;
-    return rc;
+    return next_slow(c, id, err);
 }
 
 /* Hot, as idp_next. */
@@ -235,6 +245,12 @@ API int idp_incr(idp_counter *c, uint64_t n, uint64_t *last, idp_error *err)
             return IDP_OK;
         }
     }
+    return incr_slow(c, n, last, err);
+}
+
+static int incr_slow(idp_counter *c, uint64_t n, uint64_t *last,
+                     idp_error *err)
+{
     if (last == NULL)
         return idp_seterr(err, IDP_EINVAL, "counter '%s': incr needs a "
                           "place for the last ID (NULL given)", c->name);
