@@ -156,6 +156,10 @@ echo "== hot path: next() on a warm pool vs an atomic fetch-add; one round trip 
 echo "== hot path on 2 threads (the in-process store)"
 "$idprime" bench --workload hotpath --threads 2 --json "$out/hotpath-2t.json" mem://
 
+echo "== counters at scale: 10,000 and 100,000 counters in one client, one ID each; idp_open + idp_close"
+"$idprime" bench --workload counters --count 10000 --json "$out/counters-10k.json" mem://
+"$idprime" bench --workload counters --count 100000 --json "$out/counters-100k.json" mem://
+
 # Durable batches: a replica of the bench's Redis, then the same 1,000
 # files with wait_replicas=1 and without (the metaprime=0 baselines are in
 # the first table). The WAIT rides in the same round trip as its INCRBY,
@@ -196,7 +200,7 @@ if [ -n "$redis_port" ]; then
     fi
   fi
 fi
-written="$out/files.{json,csv,svg} $out/hotpath.{json,csv,svg} $out/hotpath-2t.json"
+written="$out/files.{json,csv,svg} $out/hotpath.{json,csv,svg} $out/hotpath-2t.json $out/counters-{10k,100k}.json"
 [ ! -f "$out/adaptive-steady.json" ] || written+=" $out/adaptive-*.json"
 [ ! -f "$out/durable.json" ] || written+=" $out/durable{,-rt}.{json,csv}"
 echo "== written: $written"

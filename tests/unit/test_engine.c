@@ -6,6 +6,7 @@
  * leases are in test_leases.c).
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -700,6 +701,49 @@ START_TEST(test_policy_chooses_the_next_batch)
 }
 END_TEST
 
+/* ---- counters do not wait for each other ------------------------------- */
+
+static void *take_one(void *arg)
+{
+    uint64_t *id = arg;
+    idp_error e;
+    idp_counter *k = *(idp_counter **)(void *)(id + 1);
+    if (idp_next(k, id, &e) != IDP_OK)
+        *id = 0;
+    return NULL;
+}
+
+START_TEST(test_a_cold_fetch_never_delays_another_counters_warm_path)
+{
+    /* b is warm (4,095 IDs in its pool); a's first fetch takes 3 s in the
+     * store; b serves 1,000 IDs while a's fetch is still in flight */
+    idp_client *c = tu_open("mem://cold?batch=4096&adaptive=0&low_watermark=0&timeout_ms=10000", NULL);
+    idp_counter *a = tu_counter(c, "a"), *b = tu_counter(c, "b");
+    ck_assert_uint_eq(tu_next(b), 1);
+    ck_assert_int_eq(idp_control(c, "delay 3000", &err), IDP_OK);
+    uint64_t slot[2] = {0, 0};
+    memcpy(&slot[1], &a, sizeof a);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, take_one, slot), 0);
+    idp_counter_stats sa = {.size = sizeof sa};
+    do { /* a state, not a guess: a's fetch has started */
+        tu_sleep_ms(1);
+        idp_counter_stats_get(a, &sa);
+    } while (!sa.in_flight);
+    for (uint64_t want = 2; want <= 1001; want++)
+        ck_assert_uint_eq(tu_next(b), want);
+    idp_counter_stats_get(a, &sa);
+    ck_assert_msg(sa.in_flight && sa.prime_calls == 0,
+                  "b's 1,000 IDs waited for a's fetch");
+    idp_counter_stats sb = {.size = sizeof sb};
+    idp_counter_stats_get(b, &sb);
+    ck_assert_uint_eq(sb.waited_calls, 1); /* its own first fetch only */
+    pthread_join(th, NULL);
+    ck_assert_uint_eq(slot[0], 1);
+    idp_close(c);
+}
+END_TEST
+
 int main(void)
 {
     const TTest *tests[] = {
@@ -721,7 +765,8 @@ int main(void)
         test_prime_on_open_fetches_together_and_first_next_does_not_wait,
         test_prime_failure_fails_the_open,
         test_counters_due_together_are_fetched_in_one_round_trip,
-        test_near_2_pow_63_the_last_ids_are_served, NULL};
+        test_near_2_pow_63_the_last_ids_are_served,
+        test_a_cold_fetch_never_delays_another_counters_warm_path, NULL};
     const TTest *loops[] = {test_fetches_are_ceil_n_over_batch, NULL};
     const tu_case cases[] = {
         {.name = "engine", .tests = tests, .loops = loops,
