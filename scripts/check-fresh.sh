@@ -75,6 +75,9 @@ if [ "${1:-}" = --inner ]; then
 fi
 
 # --- the outer part --------------------------------------------------------
+# (one block, read whole before it runs: editing this file during a run,
+# which takes a while, cannot derail it)
+{
 keep=0
 only=(main test)
 while [ $# -gt 0 ]; do
@@ -183,10 +186,12 @@ fi
 } >"$logs/info"
 : >"$logs/summary"
 
+# --pdeathsig: if this script dies, even of SIGKILL, unshare gets SIGKILL;
 # --kill-child: if unshare dies, its child (PID 1 of the namespace) gets
 # SIGKILL, and with it every process of the namespace
 rc=0
-unshare --mount --pid --fork --kill-child --propagation private \
+setpriv --pdeathsig KILL \
+  unshare --mount --pid --fork --kill-child --propagation private \
   bash "$self" --inner "$root" "$logs" "$mirror" "$security" "$name" "${only[@]}" &
 inner=$!
 wait "$inner" || rc=$?
@@ -195,3 +200,4 @@ inner=
 echo "== results (exit code, wall time):"
 column -t -s $'\t' "$logs/summary" 2>/dev/null || cat "$logs/summary"
 exit "$rc"
+}
