@@ -101,6 +101,17 @@ want_rc 0
     why "mem is not listed once, from $PLUGINS/idprime-mem.so"
 end
 
+begin "the installed library finds its plugins beside itself, never in the build tree"
+# no IDPRIME_PLUGIN_PATH: only idprime/ beside the running libidprime.so
+# (and the configured LIBDIR/idprime) are searched
+run env -u IDPRIME_PLUGIN_PATH LD_LIBRARY_PATH="$LIB" "$PREFIX/$BINDIR/idprime" plugins
+want_rc 0
+[ "$(grep '^mem ' <<<"$out" | tr -s ' ')" = "mem mem 2 $PLUGINS/idprime-mem.so" ] ||
+    why "mem is not listed from $PLUGINS/idprime-mem.so"
+grep -q "$BUILD/lib" <<<"$out$err" && why "a plugin of the build tree ($BUILD/lib) was looked at"
+grep -qF "$BUILD/lib" "$LIB/libidprime.so" && why "$LIB/libidprime.so holds the build tree's path $BUILD/lib"
+end
+
 begin "the installed command hands out IDs"
 run env LD_LIBRARY_PATH="$LIB" IDPRIME_PLUGIN_PATH="$PLUGINS" \
     "$PREFIX/$BINDIR/idprime" next mem:// c -n 3
