@@ -5,9 +5,10 @@
  * {counter="a-b"} ...), valid for every allowed counter name. The original
  * names (meta_NAME_prime_calls_total, meta_NAME_ids_served_total,
  * meta_NAME_prefetch_async_total) are written too where NAME is itself a
- * valid metric-name part ([A-Za-z0-9_]): such names map to themselves, so
- * no two counters can share one; a counter named a-b, a.b or a:b appears
- * only in the labelled families. meta_prime_errors_total and one fetch
+ * metric-name part that `promtool check metrics` takes without complaint
+ * (plain_name): such names map to themselves, so no two counters can share
+ * one; a counter named a-b, a.b, a:b, inodeCount or a_b ("b" reads as a
+ * unit) appears only in the labelled families. meta_prime_errors_total and one fetch
  * latency histogram are per client. About 0.9 KB per counter with short
  * names. Numbers are written as integers (seconds as integer.nanoseconds),
  * whatever the locale.
@@ -23,12 +24,28 @@ typedef struct row {
     idp_counter_stats s;
 } row;
 
+/* Parts of a metric name promtool's linter refuses: abbreviated units and
+ * metric types. */
+static const char *const lint_parts[] = {
+    "s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m",
+    "h", "d", "counter", "gauge", "histogram", "summary",
+};
+
+/* 1 when meta_NAME_... is a name promtool takes as it is: snake_case
+ * ([a-z0-9_]) with no '_'-separated part the linter reads as a unit or a
+ * metric type. */
 static int plain_name(const char *name)
 {
     for (const char *p = name; *p != '\0'; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9') || *p == '_'))
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
             return 0;
+    for (const char *p = name; *p != '\0';) {
+        size_t n = strcspn(p, "_");
+        for (size_t i = 0; i < sizeof lint_parts / sizeof lint_parts[0]; i++)
+            if (strlen(lint_parts[i]) == n && strncmp(p, lint_parts[i], n) == 0)
+                return 0;
+        p += n + (p[n] == '_');
+    }
     return 1;
 }
 

@@ -45,8 +45,11 @@ void store_fork_parent(void)
  * tell a writer's unlock from a reader's: made anew (no other thread). */
 void store_fork_child(void)
 {
-    pthread_rwlock_t fresh = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
-    memcpy(&calls, &fresh, sizeof calls);
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&calls, &a);
+    pthread_rwlockattr_destroy(&a);
 }
 
 /* The store whose lock this thread holds, if any. */

@@ -251,9 +251,6 @@ API int idp_incr(idp_counter *c, uint64_t n, uint64_t *last, idp_error *err)
 static int incr_slow(idp_counter *c, uint64_t n, uint64_t *last,
                      idp_error *err)
 {
-    if (last == NULL)
-        return idp_seterr(err, IDP_EINVAL, "counter '%s': incr needs a "
-                          "place for the last ID (NULL given)", c->name);
     if (n == 0)
         return idp_seterr(err, IDP_EINVAL, "counter '%s': incr needs n >= 1",
                           c->name);

@@ -222,13 +222,15 @@ static void mem_close(void *store)
 
 /*
  * In a child after fork(): the handle is the child's own copy of the
- * parent's (a mem namespace is per process), and mem has no connection to
- * spare, so dropping is closing; it does no I/O. The fork handlers above
- * leave spaces_mu unlocked and the namespaces consistent in the child.
+ * parent's (a mem namespace is per process). Dropping frees the handle but
+ * keeps its reference on the namespace, so the child's copy of it (values
+ * held, raised or fetched before the fork) is what the child's next open of
+ * the same handle finds; it does no I/O. (The host forks only while no
+ * mem method runs, so spaces_mu is unlocked in the child.)
  */
 static void mem_drop(void *store)
 {
-    mem_close(store);
+    free(store); /* the namespace stays: the child's copy goes on */
 }
 
 /* One increment with the namespace locked. */

@@ -144,13 +144,15 @@ idp_counter *idp_counter_get(idp_client *c, const char *name, idp_error *err);
  * thread had from this counter before. A warm thread is served from a run
  * of IDs it took from the counter's pool (up to 256, at most a sixteenth of
  * the batch); it blocks only when the pool is empty, for at most about
- * timeout_ms. On error *id is left unchanged. Hot: `ctr` is not checked.
+ * timeout_ms. On error *id is left unchanged. Hot: neither `ctr` nor `id`
+ * is checked.
  */
 int idp_next(idp_counter *ctr, uint64_t *id, idp_error *err);
 
 /*
  * INCRBY through the engine: allocates `n` (>= 1) consecutive IDs and stores
- * the last one in *last; the caller owns *last - n + 1 .. *last.
+ * the last one in *last; the caller owns *last - n + 1 .. *last. Hot, as
+ * idp_next: neither `ctr` nor `last` is checked.
  */
 int idp_incr(idp_counter *ctr, uint64_t n, uint64_t *last, idp_error *err);
 
