@@ -252,7 +252,7 @@ static int parse_args(int argc, char **argv, bench_args *a, cli_common *co)
     else if (cfg->workload != BENCH_HOTPATH && a->given_roundtrips)
         wrong = a->given_roundtrips, own = "hotpath";
     else if (cfg->workload == BENCH_STEADY && cfg->count != 0)
-        wrong = "--count", own = "files, burst and hotpath";
+        wrong = "--count", own = "files, burst, hotpath and counters";
     if (wrong != NULL) {
         cli_error("bench", "%s applies to --workload %s only (this is %s)",
                   wrong, own, bench_workload_name(cfg->workload));

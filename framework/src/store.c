@@ -3,7 +3,6 @@
  * lookup, logging, and the wrappers that call plugin methods only where the
  * table's size covers them, falling back otherwise.
  */
-#define _GNU_SOURCE /* a writer-preferring rwlock initializer */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,31 +24,57 @@ static int64_t host_param_int(const idp_host *h, const char *key)
     return v != NULL ? strtoll(v, NULL, 10) : 0;
 }
 
-/* Every store call holds this for reading; fork() takes it for writing
- * (store_fork_prepare), so a child never inherits a connection in the
- * middle of a call (a request half sent, a transaction open). Writers are
- * preferred, so a fork waits for the calls in progress only. */
-static pthread_rwlock_t calls = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+/*
+ * Store calls in progress, process-wide, so that fork() can wait for them:
+ * a child then never inherits a connection in the middle of a call (a
+ * request half sent, a transaction open). The fork handler sets `forking`
+ * (new calls wait) and waits until none runs, holding calls_mu across the
+ * fork, which both sides then release. (Not a rwlock: a writer's unlock in
+ * the child would be taken for a reader's, the child's thread id being new.)
+ */
+static pthread_mutex_t calls_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t calls_cv = PTHREAD_COND_INITIALIZER;
+static unsigned long ncalls;
+static int forking;
+
+static void calls_enter(void)
+{
+    pthread_mutex_lock(&calls_mu);
+    while (forking)
+        pthread_cond_wait(&calls_cv, &calls_mu);
+    ncalls++;
+    pthread_mutex_unlock(&calls_mu);
+}
+
+static void calls_leave(void)
+{
+    pthread_mutex_lock(&calls_mu);
+    if (--ncalls == 0 && forking)
+        pthread_cond_broadcast(&calls_cv);
+    pthread_mutex_unlock(&calls_mu);
+}
 
 void store_fork_prepare(void)
 {
-    pthread_rwlock_wrlock(&calls);
+    pthread_mutex_lock(&calls_mu);
+    forking = 1;
+    while (ncalls > 0)
+        pthread_cond_wait(&calls_cv, &calls_mu);
 }
 
 void store_fork_parent(void)
 {
-    pthread_rwlock_unlock(&calls);
+    forking = 0;
+    pthread_cond_broadcast(&calls_cv);
+    pthread_mutex_unlock(&calls_mu);
 }
 
-/* The child's thread has a new thread id, which glibc's rwlock checks to
- * tell a writer's unlock from a reader's: made anew (no other thread). */
 void store_fork_child(void)
 {
-    pthread_rwlockattr_t a;
-    pthread_rwlockattr_init(&a);
-    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&calls, &a);
-    pthread_rwlockattr_destroy(&a);
+    forking = 0;
+    ncalls = 0;
+    pthread_cond_init(&calls_cv, NULL); /* waiters were the parent's */
+    pthread_mutex_unlock(&calls_mu);
 }
 
 /* The store whose lock this thread holds, if any. */
@@ -77,7 +102,7 @@ static void vlog(store *s, int level, const char *fmt, va_list ap)
 
 static void lock(store *s)
 {
-    pthread_rwlock_rdlock(&calls);
+    calls_enter();
     pthread_mutex_lock(&s->lock);
     t_locked = s;
 }
@@ -95,7 +120,7 @@ static void unlock(store *s)
     s->npending = 0;
     t_locked = NULL;
     pthread_mutex_unlock(&s->lock);
-    pthread_rwlock_unlock(&calls);
+    calls_leave();
     for (size_t i = 0; i < n; i++)
         s->log(s->log_ud, level[i], msg[i]);
 }
@@ -186,9 +211,9 @@ int store_open(store *s, const plugin_lib *lib, const uri_parsed *u,
     pthread_mutex_init(&s->lock, NULL);
     if (err != NULL)
         err->msg[0] = '\0';
-    pthread_rwlock_rdlock(&calls);
+    calls_enter();
     int rc = TAB(s)->open(&s->host, &s->handle, err);
-    pthread_rwlock_unlock(&calls);
+    calls_leave();
     if (rc != IDP_OK) {
         plugin_failed(s, rc, err);
         pthread_mutex_destroy(&s->lock);
@@ -202,10 +227,10 @@ void store_close(store *s)
 {
     if (s->lib == NULL)
         return;
-    pthread_rwlock_rdlock(&calls);
+    calls_enter();
     if (s->handle != NULL)
         TAB(s)->close(s->handle);
-    pthread_rwlock_unlock(&calls);
+    calls_leave();
     s->handle = NULL;
     pthread_mutex_destroy(&s->lock);
 }
@@ -296,13 +321,13 @@ int store_list(store *s, const char *prefix, idp_list_cb cb, void *ud,
     if (err != NULL)
         err->msg[0] = '\0';
     void *h = NULL;
-    pthread_rwlock_rdlock(&calls); /* cb runs under it: it must not fork */
+    calls_enter(); /* cb runs inside: it must not fork */
     int rc = TAB(s)->open(&s->host, &h, err);
     if (rc == IDP_OK) {
         rc = TAB(s)->list(h, prefix, cb, ud, err);
         TAB(s)->close(h);
     }
-    pthread_rwlock_unlock(&calls);
+    calls_leave();
     return rc == IDP_OK ? IDP_OK : plugin_failed(s, rc, err);
 }
 

@@ -34,7 +34,7 @@ refused() {
     end
 }
 
-refused "an unknown workload" "--workload 'nope': expected files, burst, steady or hotpath" \
+refused "an unknown workload" "--workload 'nope': expected files, burst, steady, hotpath or counters" \
     --workload nope mem://
 refused "--threads 0" "--threads '0': expected a whole number in 1..64" --threads 0 mem://
 refused "--threads 65" "--threads '65': expected a whole number in 1..64" --threads 65 mem://
@@ -47,7 +47,7 @@ refused "--chunks with burst" "--chunks applies to --workload files only" \
     --workload burst --chunks 2 mem://
 refused "--roundtrips with files" "--roundtrips applies to --workload hotpath only" \
     --roundtrips 100 mem://
-refused "--count with steady" "--count applies to --workload files, burst and hotpath only" \
+refused "--count with steady" "--count applies to --workload files, burst, hotpath and counters only" \
     --workload steady --count 5 mem://
 refused "a steady rate below the threads" "--rate 2 is below --threads 4" \
     --workload steady --rate 2 --threads 4 mem://
@@ -103,11 +103,12 @@ printf '%s\n' "$err" >"$TMP/s.txt"
 check=$($CHECK "$TMP/s.json" "$TMP/s.txt" 2>&1) || why "reports disagree: $check"
 end
 
-for w in burst steady hotpath; do
+for w in burst steady hotpath counters; do
     case $w in
     burst) args=(--count 20000 --threads 2) ;;
     steady) args=(--rate 2000 --seconds 1 --threads 2) ;;
     hotpath) args=(--count 20000 --threads 2) ;;
+    counters) args=(--count 3000) ;;
     esac
     begin "$w on mem: JSON valid and agrees with the table"
     run "$CLI" bench --workload $w "${args[@]}" --no-progress \
@@ -118,6 +119,18 @@ for w in burst steady hotpath; do
         why "reports disagree: $check"
     end
 done
+
+begin "counters on mem: every counter served its one ID, and the JSON says so"
+run "$CLI" bench --workload counters --count 3000 --no-progress --json "$TMP/cn.json" mem://
+want_rc 0
+want_out_match '^mem counters: 3000 counters, one ID each, in [0-9.]+ s .*idp_open \+ idp_close [0-9.]+ us$'
+python3 - "$TMP/cn.json" <<'PY' || why "counters JSON: $(python3 - "$TMP/cn.json" <<<'' 2>&1)"
+import json, sys
+r = json.load(open(sys.argv[1]))["runs"][0]
+assert r["workload"] == "counters" and r["ids"] == 3000, r
+assert r["rss_growth_bytes"] >= 0 and r["metrics_bytes"] > 0 and r["open_close_us"] > 0, r
+PY
+end
 
 begin "hotpath reports next() beside the atomic fetch-add"
 run "$CLI" bench --workload hotpath --count 20000 --no-progress --json - mem://
