@@ -80,10 +80,8 @@ static void say(const idp_options *opt, int level, const char *fmt, ...)
     opt->log(opt->log_ud, level, msg);
 }
 
-/* The plugin's own keys, then its test hooks', in one NULL-terminated
- * array; NULL when out of memory. */
-static idp_param_spec *params_merge(const idp_param_spec *a,
-                                    const idp_param_spec *b)
+idp_param_spec *params_merge(const idp_param_spec *a,
+                             const idp_param_spec *b)
 {
     size_t na = 0, nb = 0;
     while (a != NULL && a[na].key != NULL)

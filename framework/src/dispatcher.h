@@ -50,6 +50,11 @@ IDP_HIDDEN int dispatcher_load(const idp_options *opt, const char *scheme,
 IDP_HIDDEN int dispatcher_validate(const idp_plugin *tab, const char *file_name,
                                    idp_error *err);
 
+/* The plugin's own URI keys, then its test hooks', in one NULL-terminated
+ * array to free(); NULL when out of memory. */
+IDP_HIDDEN idp_param_spec *params_merge(const idp_param_spec *a,
+                                        const idp_param_spec *b);
+
 /* Held across fork() by the fork handlers. */
 IDP_HIDDEN void dispatcher_lock(void);
 IDP_HIDDEN void dispatcher_unlock(void);

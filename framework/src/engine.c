@@ -674,10 +674,15 @@ void engine_counter_init(idp_counter *c, idp_client *cl, const counter_cfg *cfg)
     c->adaptive = cfg->adaptive != 0;
     c->low_watermark = (uint64_t)cfg->low_watermark;
     c->trigger_left = UINT64_MAX;
+    engine_counter_locks(c);
+}
+
+void engine_counter_locks(idp_counter *c)
+{
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits are bounded */
     pthread_cond_init(&c->cv, &ca);
     pthread_condattr_destroy(&ca);
 }

@@ -122,12 +122,7 @@ void cell_put(gen_cell *cell)
 /* Makes a counter's locks anew and drops what it held. */
 static void counter_after_fork(idp_counter *c)
 {
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    engine_counter_locks(c);
     leases_drop_all(c);
     c->cur = c->cur_end; /* the parent's: a gap here */
     c->has_ready = 0;

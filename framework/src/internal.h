@@ -163,6 +163,8 @@ IDP_HIDDEN extern const double idp_buckets[NBUCKETS];
 IDP_HIDDEN void engine_counter_init(idp_counter *c, idp_client *client,
                                     const counter_cfg *cfg);
 IDP_HIDDEN void engine_counter_destroy(idp_counter *c);
+/* Makes the counter's mutex and condition (again, in a child after fork). */
+IDP_HIDDEN void engine_counter_locks(idp_counter *c);
 IDP_HIDDEN void engine_start(idp_client *client);
 IDP_HIDDEN void engine_stop(idp_client *client);
 /* A consistent snapshot of a counter. */

@@ -385,28 +385,6 @@ static idp_plugin *grow_table(const idp_plugin *tab,
     return block(&full, sizeof full, full.size, full.size, &alloc);
 }
 
-/* The plugin's own keys, then its test hooks' (as the host merges them);
- * NULL when neither has a table. */
-static idp_param_spec *merge_params(const idp_param_spec *a,
-                                    const idp_param_spec *b)
-{
-    size_t na = 0, nb = 0;
-    while (a != NULL && a[na].key != NULL)
-        na++;
-    while (b != NULL && b[nb].key != NULL)
-        nb++;
-    if (a == NULL && b == NULL)
-        return NULL;
-    idp_param_spec *all = calloc(na + nb + 1, sizeof *all);
-    if (all == NULL)
-        abort();
-    if (na > 0)
-        memcpy(all, a, na * sizeof *all);
-    if (nb > 0)
-        memcpy(all + na, b, nb * sizeof *all);
-    return all;
-}
-
 /* Which methods and hooks the host sees in a table: a bit per method, in
  * method_names order, then one per hook (testing_names) above bit 16. */
 static unsigned seen_methods(const idp_plugin *tab)
@@ -535,8 +513,10 @@ static void use_accepted(const desc *d, const idp_plugin *tab, size_t alloc)
     }
 
     /* the keys a client may set: the plugin's own and its test-only ones */
-    idp_param_spec *keys = merge_params(tab->params,
+    idp_param_spec *keys = params_merge(tab->params,
                                         t != NULL ? t->params : NULL);
+    if (keys == NULL)
+        abort(); /* out of memory */
     options_plugin_docs(tab->name, keys, doc, NULL);
 
     /* an accepted table must let a client open with no settings at all,
