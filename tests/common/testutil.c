@@ -255,8 +255,7 @@ uint64_t *tu_thread_ids(idp_counter *ctr, int threads, size_t per_thread,
 
 /* ---- Many processes ----------------------------------------------------- */
 
-/* Writes all of buf to fd; 0 when it did. */
-static int write_all(int fd, const void *buf, size_t len)
+int tu_write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
     while (len > 0) {
@@ -317,8 +316,8 @@ static int fanout_child(const tu_fanout *f, int p, int fd)
     idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr, &st);
     idp_close(c);
-    int status = write_all(fd, ids, n * sizeof *ids) == 0 &&
-                         write_all(fd, &st.prime_calls,
+    int status = tu_write_all(fd, ids, n * sizeof *ids) == 0 &&
+                         tu_write_all(fd, &st.prime_calls,
                                    sizeof st.prime_calls) == 0
                      ? 0
                      : 4;
@@ -399,7 +398,7 @@ static int stream_ids(const char *uri, const char *counter, int fd)
             fprintf(stderr, "child: idp_next: %s\n", err.msg);
             return 3;
         }
-        if (write_all(fd, &id, sizeof id) != 0)
+        if (tu_write_all(fd, &id, sizeof id) != 0)
             return 4;
     }
 }

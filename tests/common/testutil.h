@@ -102,6 +102,10 @@ void tu_assert_distinct(uint64_t *ids, size_t n);
 
 /* ---- Many threads, many processes --------------------------------------- */
 
+/* Writes all of buf to fd (blocking, EINTR retried; no stdio, so a forked
+ * child may use it); 0 when it did. */
+int tu_write_all(int fd, const void *buf, size_t len);
+
 /*
  * Takes `per_thread` IDs from ctr on each of `threads` threads at once
  * (when incr_every is not 0, every incr_every-th of them through

@@ -1,0 +1,1364 @@
+/*
+ * test_fork.c - guarantee 6 (docs/design.md, "fork") against real stores:
+ * redis-server, memcached (both started by the harness on free loopback
+ * ports) and SQLite files in a temp folder, each test a loop over the three.
+ *
+ * A client used in a child after fork() never serves an ID the parent held
+ * or fetched: every child ID is above the store's value read just before
+ * the fork, and every ID of everyone (parent, its threads, every child) is
+ * collected and checked for duplicates. The child discards what it
+ * inherited and reconnects on its first call; idp_close works in both
+ * processes and never hangs; the child never writes on the parent's
+ * connection; pre-fork servers (open once, fork workers) just work, with
+ * metaprime=1 and metaprime=0.
+ *
+ * Children never assert: they take their IDs, send them down a pipe
+ * followed by a trailer (TRAILER, then how long their idp_close took), and
+ * _exit; what went wrong goes to their stderr, a temp file the test shows
+ * when the child fails. Every wait for a child is bounded (poll on its
+ * pipe, waitpid WNOHANG, a deadline): a child that hangs is killed and the
+ * test fails naming it. No sleep decides an outcome.
+ *
+ * Sanitizer builds (GCC 12's runtimes, which have no fork support of their
+ * own): the tests start the parent's threads, the library's worker
+ * included, before they fork (worker_up: ASan), and children ask for
+ * thread stacks of a new size (fresh_thread_stacks: TSan).
+ */
+#define _GNU_SOURCE /* nftw, O_CLOEXEC */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <sqlite3.h>
+
+#include "harness.h"
+#include "idprime/idprime.h"
+#include "redis_helpers.h"
+#include "testutil.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
+#ifdef UNDER_TSAN
+/*
+ * ThreadSanitizer kills a child forked from a multi-threaded process as
+ * soon as it starts a thread, unless die_after_fork=0; these children do
+ * (the library's worker, the tests' takers), as pre-fork servers do. TSan
+ * still reports in the child, and a report makes the child's exit status
+ * 66 (and shows in its stderr), which fails the test. (TSAN_OPTIONS in the
+ * environment is applied on top of this.)
+ */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "die_after_fork=0";
+}
+#endif
+
+/* A child must be done within this; then it is killed and the test fails. */
+#define KID_MS 30000
+/* idp_close in a child that has nothing in flight of its own. */
+#define CHILD_CLOSE_MS 5000
+/* The trailer word after a child's IDs (IDs stay below 2^63). */
+#define TRAILER UINT64_MAX
+
+/* ---- Stores ------------------------------------------------------------- */
+
+enum { REDIS, MEMCACHED, SQLITE, NSTORES };
+static const char *const store_name[NSTORES] = {"redis", "memcached",
+                                                "sqlite"};
+
+typedef struct env {
+    int kind;
+    server srv;                 /* redis, memcached */
+    char dir[PATH_MAX];         /* sqlite: the temp folder */
+    char path[PATH_MAX + 32];   /* sqlite: the database file */
+    char uri[PATH_MAX + 512];
+} env;
+
+static void env_up(env *e, int kind)
+{
+    memset(e, 0, sizeof *e);
+    e->kind = kind;
+    if (kind == SQLITE) {
+        ck_assert_ptr_nonnull(harness_tmpdir(e->dir, sizeof e->dir));
+        snprintf(e->path, sizeof e->path, "%s/fork.db", e->dir);
+    } else {
+        ck_assert_msg(server_start(&e->srv, store_name[kind], NULL) == 0,
+                      "%s did not start", store_name[kind]);
+    }
+}
+
+/* The store's URI with `query` ("?batch=16..."), in e->uri. */
+static const char *env_uri(env *e, const char *query)
+{
+    if (e->kind == SQLITE)
+        snprintf(e->uri, sizeof e->uri, "sqlite://%s%s", e->path, query);
+    else
+        server_uri(&e->srv, query, e->uri, sizeof e->uri);
+    return e->uri;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+                    struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void env_down(env *e)
+{
+    if (e->kind == SQLITE)
+        nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    else
+        server_stop(&e->srv, 0);
+}
+
+/* Opens `query` on the store and checks it is the store asked for. */
+static idp_client *env_open(env *e, const char *query)
+{
+    idp_client *c = tu_open(env_uri(e, query), NULL);
+    ck_assert_str_eq(idp_client_store(c), store_name[e->kind]);
+    return c;
+}
+
+/* ---- Taking IDs (threads of the test and of children: never assert) ----- */
+
+typedef struct taker {
+    idp_counter *ctr;
+    uint64_t *ids;          /* room for cap IDs */
+    size_t cap;
+    _Atomic size_t got;     /* IDs taken so far (the main thread reads it) */
+    atomic_int *stop;       /* NULL: take exactly cap IDs */
+    int incr;               /* 1: idp_incr with n = 1..7 in turn */
+    int tolerate;           /* 1: errors are counted, not fatal */
+    size_t errors;
+    atomic_int failed;      /* set after why (the main thread polls it) */
+    char why[320];
+} taker;
+
+static void *taker_main(void *arg)
+{
+    taker *t = arg;
+    uint64_t last = 0;
+    size_t got = 0;
+    for (unsigned call = 0; got < t->cap; call++) {
+        if (t->stop != NULL && atomic_load(t->stop))
+            break;
+        idp_error err = {0, ""};
+        uint64_t id = 0, n = 1;
+        int rc;
+        if (t->incr) {
+            n = 1 + call % 7;
+            if (n > t->cap - got)
+                n = t->cap - got;
+            rc = idp_incr(t->ctr, n, &id, &err);
+        } else {
+            rc = idp_next(t->ctr, &id, &err);
+        }
+        if (rc != IDP_OK) {
+            if (t->tolerate) {
+                t->errors++;
+                continue;
+            }
+            snprintf(t->why, sizeof t->why, "%s #%u (after %zu IDs): %d %s",
+                     t->incr ? "idp_incr" : "idp_next", call, got, rc,
+                     err.msg);
+            t->failed = 1;
+            break;
+        }
+        if (t->incr) {
+            /* the caller owns id - n + 1 .. id: every one is checked */
+            if (id < n || id > IDP_MAX_VALUE) {
+                snprintf(t->why, sizeof t->why, "idp_incr(%" PRIu64 ") "
+                         "answered last = %" PRIu64, n, id);
+                t->failed = 1;
+                break;
+            }
+            for (uint64_t v = id - n + 1; v <= id; v++)
+                t->ids[got++] = v;
+        } else {
+            if (got > 0 && id <= last) {
+                snprintf(t->why, sizeof t->why, "idp_next gave %" PRIu64
+                         " after %" PRIu64 " on one thread", id, last);
+                t->failed = 1;
+                break;
+            }
+            last = id;
+            t->ids[got++] = id;
+        }
+        atomic_store(&t->got, got);
+    }
+    atomic_store(&t->got, got);
+    return NULL;
+}
+
+/* ---- Children ----------------------------------------------------------- */
+
+/* A child's complaint, on its stderr (no stdio: a thread of the parent
+ * may have held a stdio lock when it forked). Returns code. */
+static int kid_fail(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int kid_fail(int code, const char *fmt, ...)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "child %d: ", (int)getpid());
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(buf);
+    if (len < sizeof buf - 1)
+        buf[len++] = '\n';
+    (void)tu_write_all(2, buf, len);
+    return code;
+}
+
+enum { GO_NONE, GO_BEFORE_FIRST_CALL, GO_BEFORE_CLOSE };
+
+/* What a child does with the client it inherited. */
+typedef struct job {
+    idp_client *c;
+    idp_counter *ctr;        /* the parent's handle, used as is, unless */
+    const char *name;        /* not NULL: looked up in the child */
+    int threads;             /* 0: take nothing; 1: on the child's thread */
+    size_t per_thread;       /* IDs per thread */
+    int incr;                /* as taker.incr */
+    int close_it;            /* 1: idp_close at the end */
+    int go_when;             /* GO_*: wait for a byte on go_rd first */
+    int go_rd, go_wr;        /* the parent's go pipe */
+} job;
+
+/* Waits up to KID_MS for the parent's go byte. */
+static int wait_go(const job *j)
+{
+    struct pollfd p = {.fd = j->go_rd, .events = POLLIN};
+    char b;
+    if (poll(&p, 1, KID_MS) != 1 || read(j->go_rd, &b, 1) != 1)
+        return kid_fail(5, "no go from the parent within %d ms", KID_MS);
+    return 0;
+}
+
+#ifdef UNDER_TSAN
+/*
+ * GCC 12's TSan keeps the parent's threads registered in a child, by their
+ * pthread_t, and kills the child ("ThreadSanitizer: dup thread with used
+ * id") when one of its new threads gets one of those: glibc hands the
+ * child's new threads the stacks of the parent's threads, which do not
+ * exist there, and a pthread_t is the address of a descriptor on its
+ * stack. (LLVM 15's runtime forgets those ids at fork.) The child asks for
+ * stacks bigger than any it inherited, which glibc then cannot reuse: its
+ * threads (the library's worker, the takers) run, under TSan, with ids of
+ * their own.
+ */
+static void fresh_thread_stacks(void)
+{
+    pthread_attr_t a;
+    size_t size = 0;
+    if (pthread_getattr_default_np(&a) == 0) {
+        pthread_attr_getstacksize(&a, &size);
+        pthread_attr_destroy(&a);
+    }
+    if (size < ((size_t)8 << 20))
+        size = (size_t)8 << 20;
+    if (pthread_attr_init(&a) == 0) {
+        pthread_attr_setstacksize(&a, size * 2);
+        pthread_setattr_default_np(&a);
+        pthread_attr_destroy(&a);
+    }
+}
+#endif
+
+/* The child: IDs, then the trailer and idp_close's time; returns its exit
+ * status (0: everything sent). */
+static int run_job(void *arg, int fd)
+{
+    job *j = arg;
+#ifdef UNDER_TSAN
+    fresh_thread_stacks();
+#endif
+    if (j->go_wr >= 0)
+        close(j->go_wr);
+    if (j->go_when == GO_BEFORE_FIRST_CALL && wait_go(j) != 0)
+        return 5;
+    idp_counter *ctr = j->ctr;
+    if (j->name != NULL) {
+        idp_error err = {0, ""};
+        ctr = idp_counter_get(j->c, j->name, &err);
+        if (ctr == NULL)
+            return kid_fail(2, "idp_counter_get(%s): %s", j->name, err.msg);
+        if (j->ctr != NULL && ctr != j->ctr)
+            return kid_fail(2, "idp_counter_get(%s) gave another handle "
+                            "than the parent's", j->name);
+    }
+    size_t n = (size_t)j->threads * j->per_thread;
+    uint64_t *ids = malloc((n > 0 ? n : 1) * sizeof *ids);
+    taker *t = calloc((size_t)(j->threads > 0 ? j->threads : 1), sizeof *t);
+    pthread_t *th = calloc((size_t)(j->threads > 0 ? j->threads : 1),
+                           sizeof *th);
+    if (ids == NULL || t == NULL || th == NULL)
+        return kid_fail(3, "out of memory");
+    for (int i = 0; i < j->threads; i++)
+        t[i] = (taker){.ctr = ctr, .ids = ids + (size_t)i * j->per_thread,
+                       .cap = j->per_thread, .incr = j->incr};
+    if (j->threads == 1) {
+        taker_main(&t[0]);
+    } else {
+        for (int i = 0; i < j->threads; i++)
+            if (pthread_create(&th[i], NULL, taker_main, &t[i]) != 0)
+                return kid_fail(3, "pthread_create %d failed", i);
+        for (int i = 0; i < j->threads; i++)
+            pthread_join(th[i], NULL);
+    }
+    for (int i = 0; i < j->threads; i++)
+        if (t[i].failed)
+            return kid_fail(3, "thread %d: %s", i, t[i].why);
+    if (tu_write_all(fd, ids, n * sizeof *ids) != 0)
+        return kid_fail(4, "writing its IDs: %s", strerror(errno));
+    if (j->go_when == GO_BEFORE_CLOSE && wait_go(j) != 0)
+        return 5;
+    long long t0 = tu_now_ms();
+    if (j->close_it)
+        idp_close(j->c);
+    uint64_t trailer[2] = {TRAILER, (uint64_t)(tu_now_ms() - t0)};
+    if (tu_write_all(fd, trailer, sizeof trailer) != 0)
+        return kid_fail(4, "writing its trailer: %s", strerror(errno));
+    free(ids);
+    free(t);
+    free(th);
+    return 0;
+}
+
+typedef struct kid {
+    pid_t pid;
+    int fd;                  /* the read end of its pipe (non-blocking) */
+    int errfd;               /* its stderr, an unlinked temp file */
+    unsigned char *buf;      /* what it sent */
+    size_t len, cap;
+    int eof, reaped, status;
+} kid;
+
+/* Forks a child that runs fn(arg, pipe) and _exits with its answer. */
+static void kid_start(kid *k, int (*fn)(void *, int), void *arg)
+{
+    memset(k, 0, sizeof *k);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    char path[PATH_MAX];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/idprime-fork-stderr-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    k->errfd = mkstemp(path);
+    ck_assert_msg(k->errfd >= 0, "mkstemp %s: %s", path, strerror(errno));
+    unlink(path);
+    pid_t parent = getpid();
+    k->pid = fork();
+    ck_assert_msg(k->pid >= 0, "fork: %s", strerror(errno));
+    if (k->pid == 0) {
+        /* gone with the test, whatever happens to it */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(120);
+        close(p[0]);
+        dup2(k->errfd, 2);
+        _exit(fn(arg, p[1]));
+    }
+    close(p[1]);
+    k->fd = p[0];
+    fcntl(k->fd, F_SETFL, fcntl(k->fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Reads what the child has sent so far. */
+static void kid_read(kid *k)
+{
+    for (;;) {
+        if (k->cap - k->len < 65536) {
+            k->cap = k->cap * 2 + 65536;
+            k->buf = realloc(k->buf, k->cap);
+            ck_assert_ptr_nonnull(k->buf);
+        }
+        ssize_t r = read(k->fd, k->buf + k->len, k->cap - k->len);
+        if (r > 0) {
+            k->len += (size_t)r;
+            continue;
+        }
+        if (r == 0) {
+            k->eof = 1;
+            close(k->fd);
+            k->fd = -1;
+        } else if (errno != EAGAIN && errno != EINTR) {
+            ck_abort_msg("reading from child %d: %s", (int)k->pid,
+                         strerror(errno));
+        }
+        return;
+    }
+}
+
+/* Up to 1,500 bytes of the child's stderr, in buf. */
+static const char *kid_stderr(const kid *k, char *buf, size_t len)
+{
+    ssize_t n = pread(k->errfd, buf, len - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+static void kid_free(kid *k)
+{
+    if (k->fd >= 0)
+        close(k->fd);
+    close(k->errfd);
+    free(k->buf);
+    k->buf = NULL;
+}
+
+/* Kills every child not done yet and fails the test, naming them. */
+static void kids_hung(kid *ks, int n, const char *what, int ms)
+{
+    char names[256] = "", err[1500] = "";
+    int first = -1;
+    for (int i = 0; i < n; i++) {
+        if (ks[i].eof && ks[i].reaped)
+            continue;
+        if (first < 0)
+            first = i;
+        size_t at = strlen(names);
+        snprintf(names + at, sizeof names - at, "%s%d (%s, %zu bytes sent)",
+                 at ? ", " : "", i, ks[i].reaped ? "exited, pipe open"
+                                                 : "still running",
+                 ks[i].len);
+        if (!ks[i].reaped) {
+            kill(ks[i].pid, SIGKILL);
+            waitpid(ks[i].pid, NULL, 0);
+        }
+    }
+    kid_stderr(&ks[first], err, sizeof err);
+    fprintf(stderr, "%s: child %d's stderr:\n%s\n", what, first, err);
+    ck_abort_msg("%s: child(ren) %s not done within %d ms: hung (killed "
+                 "now; one that sent its IDs hung in idp_close, or waiting "
+                 "for a thread); child %d's stderr: %s", what, names, ms,
+                 first, err);
+}
+
+/* Reads from the children until each has closed its pipe and exited, for
+ * at most ms; fails the test when one hangs, fails, or reports a sanitizer
+ * finding. */
+static void kids_wait(kid *ks, int n, int ms, const char *what)
+{
+    long long deadline = tu_now_ms() + ms;
+    for (;;) {
+        struct pollfd pf[64];
+        kid *pk[64];
+        int np = 0, pending = 0;
+        for (int i = 0; i < n; i++) {
+            kid *k = &ks[i];
+            if (!k->reaped) {
+                int st = 0;
+                if (waitpid(k->pid, &st, WNOHANG) == k->pid) {
+                    k->reaped = 1;
+                    k->status = st;
+                }
+            }
+            if (!k->eof && np < 64) {
+                pf[np] = (struct pollfd){.fd = k->fd, .events = POLLIN};
+                pk[np++] = k;
+            }
+            pending += !k->eof || !k->reaped;
+        }
+        if (pending == 0)
+            break;
+        long long left = deadline - tu_now_ms();
+        if (left <= 0)
+            kids_hung(ks, n, what, ms);
+        /* a pipe wakes us at once; an exit after EOF within 5 ms */
+        int wait = np > 0 ? 20 : 5;
+        if (poll(pf, (nfds_t)np, left < wait ? (int)left : wait) > 0)
+            for (int i = 0; i < np; i++)
+                if (pf[i].revents != 0)
+                    kid_read(pk[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        char err[1500];
+        kid_stderr(&ks[i], err, sizeof err);
+        int st = ks[i].status;
+        int bad = !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+        int sanitizer = strstr(err, "Sanitizer") != NULL ||
+                        strstr(err, "runtime error:") != NULL;
+        if (bad || sanitizer) {
+            fprintf(stderr, "%s: child %d's stderr:\n%s\n", what, i, err);
+            ck_abort_msg("%s: child %d %s %d%s; its stderr: %s", what, i,
+                         WIFSIGNALED(st) ? "killed by signal" : "exited with",
+                         WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
+                         WIFEXITED(st) && WEXITSTATUS(st) == 66
+                             ? " (66: a sanitizer report)"
+                             : sanitizer ? " but reported a sanitizer finding"
+                                         : "",
+                         err);
+        }
+    }
+}
+
+/* Reads from one child until it has sent `bytes`, for at most ms. */
+static void kid_wait_bytes(kid *k, size_t bytes, int ms, const char *what)
+{
+    long long deadline = tu_now_ms() + ms;
+    while (k->len < bytes && !k->eof) {
+        long long left = deadline - tu_now_ms();
+        if (left <= 0)
+            kids_hung(k, 1, what, ms);
+        struct pollfd p = {.fd = k->fd, .events = POLLIN};
+        if (poll(&p, 1, left < 50 ? (int)left : 50) > 0)
+            kid_read(k);
+    }
+    if (k->len < bytes) {   /* it closed its pipe early: why? */
+        kids_wait(k, 1, ms, what);
+        ck_abort_msg("%s: the child sent %zu bytes, %zu expected", what,
+                     k->len, bytes);
+    }
+}
+
+/* The IDs a finished child sent (want of them, each above `floor`, the
+ * store's value when it forked: all its parent had fetched) and how long
+ * its idp_close took. */
+static const uint64_t *kid_ids(const kid *k, size_t want, uint64_t floor,
+                               uint64_t *close_ms, const char *what, int i)
+{
+    size_t words = k->len / sizeof(uint64_t);
+    const uint64_t *w = (const void *)k->buf;
+    ck_assert_msg(k->len % sizeof(uint64_t) == 0 && words >= 2 &&
+                  w[words - 2] == TRAILER, "%s: child %d sent %zu bytes "
+                  "without the trailer", what, i, k->len);
+    ck_assert_msg(words - 2 == want, "%s: child %d sent %zu IDs, %zu "
+                  "expected", what, i, words - 2, want);
+    for (size_t x = 0; x < want; x++)
+        ck_assert_msg(w[x] > floor, "%s: child %d served ID %" PRIu64 ", not "
+                      "above %" PRIu64 ", the store's value when it forked: "
+                      "an ID its parent had fetched (held or in flight)",
+                      what, i, w[x], floor);
+    if (close_ms != NULL)
+        *close_ms = w[words - 1];
+    return w;
+}
+
+/* ---- All the IDs of everyone -------------------------------------------- */
+
+typedef struct tagged {
+    uint64_t id;
+    int who;   /* -1: the parent; else the child's number */
+} tagged;
+
+typedef struct idset {
+    tagged *e;
+    size_t n, cap;
+} idset;
+
+static void ids_add(idset *s, const uint64_t *ids, size_t n, int who)
+{
+    if (s->n + n > s->cap) {
+        s->cap = (s->n + n) * 2;
+        s->e = realloc(s->e, s->cap * sizeof *s->e);
+        ck_assert_ptr_nonnull(s->e);
+    }
+    for (size_t i = 0; i < n; i++)
+        s->e[s->n++] = (tagged){ids[i], who};
+}
+
+static int cmp_tagged(const void *a, const void *b)
+{
+    uint64_t x = ((const tagged *)a)->id, y = ((const tagged *)b)->id;
+    return (x > y) - (x < y);
+}
+
+static const char *who_name(int who, char *buf, size_t len)
+{
+    if (who < 0)
+        snprintf(buf, len, "the parent");
+    else
+        snprintf(buf, len, "child %d", who);
+    return buf;
+}
+
+/* Sorts the set and fails when an ID is 0 or was handed out twice (naming
+ * who had it); returns the highest. */
+static uint64_t ids_check(idset *s, const char *what)
+{
+    ck_assert_uint_gt(s->n, 0);
+    qsort(s->e, s->n, sizeof *s->e, cmp_tagged);
+    ck_assert_msg(s->e[0].id >= 1, "%s: ID 0 handed out", what);
+    for (size_t i = 1; i < s->n; i++) {
+        if (s->e[i].id == s->e[i - 1].id) {
+            char a[32], b[32];
+            ck_abort_msg("%s: ID %" PRIu64 " handed out twice: by %s and by "
+                         "%s (%zu IDs checked)", what, s->e[i].id,
+                         who_name(s->e[i - 1].who, a, sizeof a),
+                         who_name(s->e[i].who, b, sizeof b), s->n);
+        }
+    }
+    return s->e[s->n - 1].id;
+}
+
+/* The store's value of `name`, read by a client of its own after
+ * everything: it must be at or above every ID handed out. */
+static void assert_store_covers(env *e, const char *name, uint64_t highest)
+{
+    idp_client *c = env_open(e, "");
+    uint64_t v = tu_get(c, name, NULL);
+    ck_assert_msg(v >= highest, "the store holds %s = %" PRIu64 ", below "
+                  "ID %" PRIu64 " handed out", name, v, highest);
+    /* and a client opened now starts above everything */
+    uint64_t next = tu_next(tu_counter(c, name));
+    ck_assert_msg(next > highest, "a new client's first ID %" PRIu64 " is "
+                  "not above %" PRIu64, next, highest);
+    idp_close(c);
+}
+
+/* Takes n IDs on this thread (the test's), increasing. */
+static void take_here(idp_counter *ctr, uint64_t *ids, size_t n, int incr,
+                      const char *what)
+{
+    taker t = {.ctr = ctr, .ids = ids, .cap = n, .incr = incr};
+    taker_main(&t);
+    ck_assert_msg(!t.failed, "%s: the parent: %s", what, t.why);
+}
+
+/* The store's value of `name` now (0 when it has none). */
+static uint64_t store_value(idp_client *c, const char *name)
+{
+    return tu_get(c, name, NULL);
+}
+
+/*
+ * Takes IDs of ctr (added to `all`) one at a time, waiting whenever a fetch
+ * is queued or running, until the background worker has done a fetch and
+ * is idle (at most 10 s): its thread is up. A fork while a thread is still
+ * starting is fine for the library, but not under GCC 12's
+ * AddressSanitizer, whose runtime has no fork handler: a new thread
+ * allocates under the allocator's lock of a size class as it starts, and a
+ * child forked meanwhile inherits that lock held (its own new threads then
+ * hang on their first free). So the tests start the worker before they
+ * fork, also those that fork while it is busy.
+ */
+static void worker_up(idp_counter *ctr, idset *all, const char *what)
+{
+    idp_counter_stats st = {.size = sizeof st};
+    long long deadline = tu_now_ms() + 10000;
+    for (;;) {
+        idp_counter_stats_get(ctr, &st);
+        if (st.prefetch_async > 0 && !st.in_flight)
+            return;
+        ck_assert_msg(tu_now_ms() < deadline, "%s: no background fetch done "
+                      "within 10 s (prefetch_async %" PRIu64 ", in_flight "
+                      "%d)", what, st.prefetch_async, st.in_flight);
+        if (!st.in_flight) {
+            uint64_t id = tu_next(ctr);
+            ids_add(all, &id, 1, -1);
+        } else {
+            tu_sleep_ms(1); /* polling the worker's state, not a guess */
+        }
+    }
+}
+
+/* ---- 1. take one ID, fork, both allocate -------------------------------- */
+
+/* batch 16: the pool holds 15 IDs at the fork; batch 4096: the forking
+ * thread's run holds 255 more (a run is at most 256 IDs, batch/16) */
+static void fork_both_allocate(int kind, int child_threads, int batch)
+{
+    const size_t per = 2000;
+    char what[96], q[64];
+    snprintf(what, sizeof what, "%s, batch %d, child on %d thread(s)",
+             store_name[kind], batch, child_threads);
+    env e;
+    env_up(&e, kind);
+    snprintf(q, sizeof q, "?batch=%d&adaptive=0", batch);
+    idp_client *c = env_open(&e, q);
+    idp_counter *ctr = tu_counter(c, "one");
+    uint64_t first = tu_next(ctr);
+    ck_assert_uint_eq(first, 1);
+    /* everything the parent fetched: the child serves none of it */
+    uint64_t fetched = store_value(c, "one");
+    ck_assert_uint_ge(fetched, (uint64_t)batch);
+
+    job j = {.c = c, .ctr = ctr, .threads = child_threads,
+             .per_thread = per / (size_t)child_threads, .close_it = 1,
+             .go_rd = -1, .go_wr = -1};
+    kid k;
+    kid_start(&k, run_job, &j);
+    /* both allocate at once */
+    uint64_t *mine = malloc(per * sizeof *mine);
+    ck_assert_ptr_nonnull(mine);
+    take_here(ctr, mine, per, 0, what);
+    /* the parent carries on with the pool it held */
+    ck_assert_msg(mine[0] > first && mine[0] <= fetched, "%s: the parent's "
+                  "first ID after the fork is %" PRIu64 ", not from the "
+                  "batch it held (%" PRIu64 "..%" PRIu64 ")", what, mine[0],
+                  first + 1, fetched);
+    kids_wait(&k, 1, KID_MS, what);
+    uint64_t close_ms = 0;
+    const uint64_t *theirs = kid_ids(&k, per, fetched, &close_ms, what, 0);
+    ck_assert_msg(close_ms < CHILD_CLOSE_MS, "%s: idp_close in the child "
+                  "took %" PRIu64 " ms", what, close_ms);
+
+    idset all = {0};
+    ids_add(&all, &first, 1, -1);
+    ids_add(&all, mine, per, -1);
+    ids_add(&all, theirs, per, 0);
+    uint64_t highest = ids_check(&all, what);
+    idp_close(c);
+    assert_store_covers(&e, "one", highest);
+    free(all.e);
+    free(mine);
+    kid_free(&k);
+    env_down(&e);
+}
+
+START_TEST(test_take_one_fork_both_allocate)
+{
+    fork_both_allocate(_i, 1, 16);
+}
+END_TEST
+
+START_TEST(test_take_one_fork_both_allocate_child_threads)
+{
+    fork_both_allocate(_i, 4, 16);
+}
+END_TEST
+
+START_TEST(test_take_one_fork_both_allocate_run_held)
+{
+    fork_both_allocate(_i, 1, 4096);
+}
+END_TEST
+
+/* ---- 2. pre-fork: open once, 8 workers allocate ------------------------- */
+
+#define WORKERS 8
+
+static void prefork(int kind, int metaprime, int parent_busy)
+{
+    const size_t per = 1000;
+    char what[128];
+    snprintf(what, sizeof what, "%s, metaprime=%d, parent %s", store_name[kind],
+             metaprime, parent_busy ? "allocating" : "idle");
+    env e;
+    env_up(&e, kind);
+    /* metaprime=0: every allocation is one round trip on the client's
+     * connection, opened by idp_open (the old bug: the workers shared it) */
+    idp_client *c = env_open(&e, metaprime ? "?batch=64&adaptive=0"
+                                           : "?metaprime=0");
+    idp_counter *ctr = tu_counter(c, "req");
+    idset all = {0};
+    uint64_t before[10];
+    if (parent_busy) {
+        take_here(ctr, before, 10, !metaprime, what);
+        ids_add(&all, before, 10, -1);
+    }
+    uint64_t fetched = store_value(c, "req");
+
+    job j = {.c = c, .ctr = ctr, .threads = 1, .per_thread = per,
+             .incr = !metaprime, .close_it = 1, .go_rd = -1, .go_wr = -1};
+    kid ks[WORKERS];
+    for (int i = 0; i < WORKERS; i++)
+        kid_start(&ks[i], run_job, &j);
+    uint64_t *mine = NULL;
+    if (parent_busy) {
+        mine = malloc(per * sizeof *mine);
+        ck_assert_ptr_nonnull(mine);
+        take_here(ctr, mine, per, !metaprime, what);
+        ids_add(&all, mine, per, -1);
+    }
+    kids_wait(ks, WORKERS, KID_MS, what);
+    for (int i = 0; i < WORKERS; i++) {
+        uint64_t close_ms = 0;
+        ids_add(&all, kid_ids(&ks[i], per, fetched, &close_ms, what, i), per,
+                i);
+        ck_assert_msg(close_ms < CHILD_CLOSE_MS, "%s: idp_close in worker %d "
+                      "took %" PRIu64 " ms", what, i, close_ms);
+        kid_free(&ks[i]);
+    }
+    uint64_t highest = ids_check(&all, what);
+    ck_assert_uint_eq(all.n, (parent_busy ? 10 + per : 0) + WORKERS * per);
+    /* the parent's client still works after its workers are gone */
+    uint64_t after = tu_next(ctr);
+    ck_assert_msg(after > fetched && after != highest, "%s", what);
+    ids_add(&all, &after, 1, -1);
+    highest = ids_check(&all, what);
+    idp_close(c);
+    assert_store_covers(&e, "req", highest);
+    free(all.e);
+    free(mine);
+    env_down(&e);
+}
+
+START_TEST(test_prefork_8_workers_metaprime1_idle_parent)
+{
+    prefork(_i, 1, 0);
+}
+END_TEST
+
+START_TEST(test_prefork_8_workers_metaprime1_busy_parent)
+{
+    prefork(_i, 1, 1);
+}
+END_TEST
+
+START_TEST(test_prefork_8_workers_metaprime0_incr_idle_parent)
+{
+    prefork(_i, 0, 0);
+}
+END_TEST
+
+START_TEST(test_prefork_8_workers_metaprime0_incr_busy_parent)
+{
+    prefork(_i, 0, 1);
+}
+END_TEST
+
+/* ---- 3. fork while the background worker is fetching ------------------- */
+
+#define BUSY_THREADS 3
+#define BUSY_FORKS 20
+#define BUSY_CAP 400000   /* IDs a parent thread may take at most */
+
+START_TEST(test_fork_while_worker_fetches)
+{
+    int kind = _i;
+    const size_t per = 300;
+    char what[96];
+    snprintf(what, sizeof what, "%s, forks during background fetches",
+             store_name[kind]);
+    env e;
+    env_up(&e, kind);
+    /* a fetch every few IDs: the worker is nearly always at it */
+    idp_client *c = env_open(&e, "?batch=16&adaptive=0&low_watermark=90");
+    idp_counter *ctr = tu_counter(c, "busy");
+    atomic_int stop = 0;
+    taker t[BUSY_THREADS];
+    pthread_t th[BUSY_THREADS];
+    for (int i = 0; i < BUSY_THREADS; i++) {
+        t[i] = (taker){.ctr = ctr, .cap = BUSY_CAP, .stop = &stop};
+        t[i].ids = malloc(BUSY_CAP * sizeof *t[i].ids);
+        ck_assert_ptr_nonnull(t[i].ids);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, taker_main, &t[i]), 0);
+    }
+    /* every thread (and the worker) has started before the first fork
+     * (see worker_up) */
+    long long up = tu_now_ms() + 10000;
+    for (int i = 0; i < BUSY_THREADS; i++)
+        while (atomic_load(&t[i].got) == 0 && !t[i].failed) {
+            if (tu_now_ms() > up) {
+                atomic_store(&stop, 1);
+                ck_abort_msg("%s: parent thread %d took no ID in 10 s", what,
+                             i);
+            }
+            sched_yield();
+        }
+    for (idp_counter_stats st = {.size = sizeof st};;) {
+        idp_counter_stats_get(ctr, &st);
+        if (st.prefetch_async > 0)
+            break;
+        if (tu_now_ms() > up) {
+            atomic_store(&stop, 1);
+            ck_abort_msg("%s: no background fetch in 10 s", what);
+        }
+        sched_yield();
+    }
+    kid ks[BUSY_FORKS];
+    job jobs[BUSY_FORKS];
+    uint64_t floors[BUSY_FORKS];
+    for (int f = 0; f < BUSY_FORKS; f++) {
+        /* let the parent's threads take 64 IDs (4 fetches) between forks:
+         * each fork lands among fetches, and the parent is not stalled */
+        size_t base = 0;
+        for (int i = 0; i < BUSY_THREADS; i++)
+            base += atomic_load(&t[i].got);
+        long long deadline = tu_now_ms() + 10000;
+        for (;;) {
+            size_t now = 0;
+            int failed = 0;
+            for (int i = 0; i < BUSY_THREADS; i++) {
+                now += atomic_load(&t[i].got);
+                failed |= t[i].failed;
+            }
+            if (now >= base + 64 || failed)
+                break;
+            if (tu_now_ms() > deadline) {
+                atomic_store(&stop, 1);
+                ck_abort_msg("%s: the parent's threads took %zu IDs in 10 s "
+                             "after fork %d", what, now - base, f);
+            }
+            sched_yield();
+        }
+        floors[f] = store_value(c, "busy");
+        jobs[f] = (job){.c = c, .ctr = ctr, .threads = 1 + f % 2,
+                        .per_thread = per, .close_it = 1, .go_rd = -1,
+                        .go_wr = -1};
+        kid_start(&ks[f], run_job, &jobs[f]);
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < BUSY_THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < BUSY_THREADS; i++)
+        ck_assert_msg(!t[i].failed, "%s: parent thread %d: %s", what, i,
+                      t[i].why);
+    kids_wait(ks, BUSY_FORKS, KID_MS, what);
+    idset all = {0};
+    for (int i = 0; i < BUSY_THREADS; i++)
+        ids_add(&all, t[i].ids, atomic_load(&t[i].got), -1);
+    for (int f = 0; f < BUSY_FORKS; f++) {
+        size_t want = (size_t)jobs[f].threads * per;
+        uint64_t close_ms = 0;
+        ids_add(&all, kid_ids(&ks[f], want, floors[f], &close_ms, what, f),
+                want, f);
+        ck_assert_msg(close_ms < CHILD_CLOSE_MS, "%s: idp_close in child %d "
+                      "took %" PRIu64 " ms", what, f, close_ms);
+        kid_free(&ks[f]);
+    }
+    uint64_t highest = ids_check(&all, what);
+    idp_close(c);
+    assert_store_covers(&e, "busy", highest);
+    for (int i = 0; i < BUSY_THREADS; i++)
+        free(t[i].ids);
+    free(all.e);
+    env_down(&e);
+}
+END_TEST
+
+/* ---- 4. the child never writes on the parent's connection -------------- */
+
+/* Redis' own list of its clients, without the one asking. */
+typedef struct conns {
+    int n;
+    long long id[32];
+    char cmd[32][40];
+} conns;
+
+static void redis_conns(const server *s, conns *out)
+{
+    static char list[1 << 16];
+    raw(s, NULL, "CLIENT LIST", list, sizeof list);
+    memset(out, 0, sizeof *out);
+    for (char *line = list; line != NULL && *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        const char *id = strstr(line, "id="), *cmd = strstr(line, " cmd=");
+        if (id == line && cmd != NULL && strncmp(cmd, " cmd=client", 11) != 0 &&
+            out->n < 32) {
+            out->id[out->n] = atoll(id + 3);
+            snprintf(out->cmd[out->n], sizeof out->cmd[0], "%.*s",
+                     (int)strcspn(cmd + 5, " \r"), cmd + 5);
+            out->n++;
+        }
+        line = nl != NULL ? nl + 1 : NULL;
+    }
+}
+
+static int conns_has(const conns *c, long long id)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->id[i] == id)
+            return 1;
+    return 0;
+}
+
+static uint64_t info_field(const char *text, const char *field)
+{
+    const char *p = strstr(text, field);
+    ck_assert_msg(p != NULL, "no '%s' in the server's answer", field);
+    return strtoull(p + strlen(field), NULL, 10);
+}
+
+/* Connections the server accepted since it started (each probe of the
+ * test is one too). */
+static uint64_t total_connections(const env *e)
+{
+    static char buf[1 << 16];
+    if (e->kind == REDIS) {
+        raw(&e->srv, NULL, "INFO stats", buf, sizeof buf);
+        return info_field(buf, "total_connections_received:");
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)e->srv.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0,
+                  "connect to memcached: %s", strerror(errno));
+    ck_assert_int_eq(tu_write_all(fd, "stats\r\n", 7), 0);
+    size_t have = 0;
+    buf[0] = '\0';
+    while (strstr(buf, "END\r\n") == NULL) {
+        ck_assert_uint_lt(have + 1, sizeof buf);
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        ck_assert_msg(n > 0, "memcached stats: no answer");
+        have += (size_t)n;
+        buf[have] = '\0';
+    }
+    close(fd);
+    return info_field(buf, "STAT total_connections ");
+}
+
+/* PRAGMA integrity_check of the file, read with sqlite3 directly. */
+static void assert_sqlite_intact(const char *path)
+{
+    sqlite3 *db = NULL;
+    ck_assert_msg(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) ==
+                  SQLITE_OK, "sqlite3_open_v2(%s)", path);
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st,
+                                        NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    char got[256];
+    snprintf(got, sizeof got, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    ck_assert_msg(strcmp(got, "ok") == 0, "PRAGMA integrity_check of %s: %s",
+                  path, got);
+}
+
+START_TEST(test_child_never_writes_on_parent_connection)
+{
+    int kind = _i;
+    const size_t per = 200;
+    char what[96];
+    snprintf(what, sizeof what, "%s, the parent's connection",
+             store_name[kind]);
+    env e;
+    env_up(&e, kind);
+    /* redis, memcached: metaprime=0, every allocation a round trip on the
+     * one connection; sqlite: batches fetched in the background too */
+    idp_client *c = env_open(&e, kind == SQLITE
+                                     ? "?batch=16&adaptive=0&low_watermark=50"
+                                     : "?metaprime=0");
+    idp_counter *ctr = tu_counter(c, "conn");
+    idset all = {0};
+    uint64_t mine[200];
+    take_here(ctr, mine, 10, 0, what);
+    ids_add(&all, mine, 10, -1);
+    if (kind == SQLITE)
+        worker_up(ctr, &all, what);
+    uint64_t fetched = store_value(c, "conn");
+
+    conns before = {0}, during = {0}, after = {0};
+    uint64_t t0 = 0, t1 = 0, t2 = 0;
+    if (kind == REDIS) {
+        redis_conns(&e.srv, &before);
+        ck_assert_msg(before.n == 1, "%s: %d client connections before the "
+                      "fork, 1 expected", what, before.n);
+    }
+    uint64_t per_open = 0;   /* connections a client opens (memcached:
+                                the open's settings check, then its own) */
+    if (kind != SQLITE) {
+        uint64_t ta = total_connections(&e);
+        idp_client *other = env_open(&e, "?metaprime=0");
+        tu_next(tu_counter(other, "calibrate"));
+        idp_close(other);
+        per_open = total_connections(&e) - ta - 1;
+        ck_assert_uint_ge(per_open, 1);
+        t0 = total_connections(&e);
+    }
+
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    job j = {.c = c, .ctr = ctr, .threads = 1, .per_thread = per,
+             .close_it = 1, .go_when = GO_BEFORE_CLOSE, .go_rd = go[0],
+             .go_wr = go[1]};
+    kid k;
+    kid_start(&k, run_job, &j);
+    close(go[0]);
+    /* the parent works on its connection while the child has its own */
+    take_here(ctr, mine + 10, 90, 0, what);
+    ids_add(&all, mine + 10, 90, -1);
+    kid_wait_bytes(&k, per * sizeof(uint64_t), KID_MS, what);
+    if (kind == REDIS) {
+        redis_conns(&e.srv, &during);
+        ck_assert_msg(during.n == 2 && conns_has(&during, before.id[0]),
+                      "%s: with the child's client open the server has %d "
+                      "client connections (id=%lld cmd=%s, id=%lld cmd=%s, "
+                      "...); 2 expected: the parent's id=%lld and the "
+                      "child's own", what, during.n, during.id[0],
+                      during.cmd[0], during.id[1], during.cmd[1],
+                      before.id[0]);
+    }
+    if (kind != SQLITE) {
+        t1 = total_connections(&e);
+        /* the child's connection, and the probes since t0 */
+        uint64_t probes = kind == REDIS ? 2 : 1;
+        ck_assert_msg(t1 - t0 == per_open + probes, "%s: %" PRIu64
+                      " connections accepted while the child ran, %" PRIu64
+                      " (the child's own, as any new client) + %" PRIu64
+                      " probes expected", what, t1 - t0, per_open, probes);
+    }
+    /* the child closes its client and exits */
+    ck_assert_int_eq(tu_write_all(go[1], "g", 1), 0);
+    kids_wait(&k, 1, KID_MS, what);
+    close(go[1]);
+    uint64_t close_ms = 0;
+    ids_add(&all, kid_ids(&k, per, fetched, &close_ms, what, 0), per, 0);
+    ck_assert_msg(close_ms < CHILD_CLOSE_MS, "%s: idp_close in the child "
+                  "took %" PRIu64 " ms", what, close_ms);
+
+    /* the parent's next allocations all succeed, on the same connection */
+    take_here(ctr, mine + 100, 100, 0, what);
+    ids_add(&all, mine + 100, 100, -1);
+    if (kind == REDIS) {
+        redis_conns(&e.srv, &after);
+        ck_assert_msg(conns_has(&after, before.id[0]), "%s: the parent's "
+                      "connection id=%lld is gone after the child exited",
+                      what, before.id[0]);
+        for (int i = 0; i < after.n; i++)
+            ck_assert_msg(after.id[i] == before.id[0] ||
+                          conns_has(&during, after.id[i]), "%s: a new "
+                          "connection id=%lld (cmd=%s) after the child "
+                          "exited: the parent reconnected", what,
+                          after.id[i], after.cmd[i]);
+    }
+    if (kind != SQLITE) {
+        t2 = total_connections(&e);
+        uint64_t probes = kind == REDIS ? 2 : 1;
+        ck_assert_msg(t2 - t1 == probes, "%s: %" PRIu64 " connections "
+                      "accepted after the child exited while the parent "
+                      "allocated, %" PRIu64 " probes expected: the parent "
+                      "reconnected (its connection was disturbed)", what,
+                      t2 - t1, probes);
+    }
+    uint64_t highest = ids_check(&all, what);
+    idp_counter_stats st = tu_settle(ctr);
+    ck_assert_uint_eq(st.errors, 0);
+    idp_close(c);
+    if (kind == SQLITE) {
+        assert_sqlite_intact(e.path);
+        /* no lost increment: the file is at or above every ID */
+        sqlite3 *db = NULL;
+        ck_assert_int_eq(sqlite3_open_v2(e.path, &db, SQLITE_OPEN_READONLY,
+                                         NULL), SQLITE_OK);
+        sqlite3_stmt *q = NULL;
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT value FROM "
+                                            "idprime_counters WHERE name = "
+                                            "'conn'", -1, &q, NULL),
+                         SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+        uint64_t v = (uint64_t)sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+        ck_assert_msg(v >= highest, "%s: the file holds %" PRIu64 ", below "
+                      "ID %" PRIu64 " handed out", what, v, highest);
+    }
+    assert_store_covers(&e, "conn", highest);
+    free(all.e);
+    kid_free(&k);
+    env_down(&e);
+}
+END_TEST
+
+/* ---- 5. idp_close in a child that never used the client ---------------- */
+
+/* The store hangs: redis and memcached stopped (SIGSTOP), the SQLite file
+ * locked by another connection. Returns that connection (sqlite). */
+static sqlite3 *hang_store(env *e)
+{
+    if (e->kind != SQLITE) {
+        ck_assert_int_eq(server_pause(&e->srv), 0);
+        return NULL;
+    }
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(e->path, &db, SQLITE_OPEN_READWRITE,
+                                     NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    return db;
+}
+
+static void unhang_store(env *e, sqlite3 *db)
+{
+    if (e->kind != SQLITE) {
+        ck_assert_int_eq(kill(e->srv.pid, SIGCONT), 0);
+        return;
+    }
+    ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+START_TEST(test_close_in_child_that_never_used_client)
+{
+    int kind = _i;
+    const long timeout_ms = 1000;
+    char what[96], q[128];
+    snprintf(what, sizeof what, "%s, close in an idle child",
+             store_name[kind]);
+    env e;
+    env_up(&e, kind);
+    snprintf(q, sizeof q, "?batch=16&adaptive=0&low_watermark=90"
+             "&timeout_ms=%ld", timeout_ms);
+    idp_client *c = env_open(&e, q);
+    idp_counter *ctr = tu_counter(c, "idle");
+    idset all = {0};
+    uint64_t mine[400];
+    take_here(ctr, mine, 40, 0, what);   /* the worker is started */
+    ids_add(&all, mine, 40, -1);
+    worker_up(ctr, &all, what);
+
+    /* the store hangs while a background fetch is queued, and a thread of
+     * the parent drains the pool and waits for that fetch */
+    sqlite3 *lock = hang_store(&e);
+    idp_counter_stats st = {.size = sizeof st};
+    idp_counter_stats_get(ctr, &st);
+    uint64_t waited = st.waited_calls;
+    atomic_int stop = 0;
+    taker t = {.ctr = ctr, .ids = mine + 40, .cap = 300, .stop = &stop,
+               .tolerate = 1};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, taker_main, &t), 0);
+    long long deadline = tu_now_ms() + 5000;
+    do {
+        idp_counter_stats_get(ctr, &st);
+        if (st.in_flight && st.waited_calls > waited)
+            break;
+        sched_yield();
+    } while (tu_now_ms() < deadline);
+
+    /* fork() waits for the store call in progress (up to timeout_ms) */
+    job j = {.c = c, .threads = 0, .close_it = 1, .go_rd = -1, .go_wr = -1};
+    kid k;
+    long long f0 = tu_now_ms();
+    kid_start(&k, run_job, &j);
+    long long fork_ms = tu_now_ms() - f0;
+    kids_wait(&k, 1, KID_MS, what);
+    uint64_t close_ms = 0;
+    kid_ids(&k, 0, 0, &close_ms, what, 0);
+    /* with the store still hung: the child's idp_close neither waits for
+     * the parent's fetch or thread nor talks to the store */
+    ck_assert_msg(close_ms < (uint64_t)timeout_ms / 2, "%s: idp_close in a "
+                  "child that never used the client took %" PRIu64 " ms "
+                  "(timeout_ms=%ld; fork took %lld ms)", what, close_ms,
+                  timeout_ms, fork_ms);
+
+    unhang_store(&e, lock);
+    atomic_store(&stop, 1);
+    pthread_join(th, NULL);
+    ids_add(&all, t.ids, atomic_load(&t.got), -1);
+    /* the parent's client keeps working */
+    size_t n = 40 + atomic_load(&t.got);
+    take_here(ctr, mine + n, 50, 0, what);
+    ids_add(&all, mine + n, 50, -1);
+    uint64_t highest = ids_check(&all, what);
+    idp_close(c);
+    assert_store_covers(&e, "idle", highest);
+    free(all.e);
+    kid_free(&k);
+    env_down(&e);
+}
+END_TEST
+
+/* ---- 6. the parent closes before the child's first call ----------------- */
+
+START_TEST(test_parent_closes_before_child_first_call)
+{
+    int kind = _i;
+    const size_t per = 1000;
+    char what[96];
+    snprintf(what, sizeof what, "%s, parent closed first", store_name[kind]);
+    env e;
+    env_up(&e, kind);
+    idp_client *c = env_open(&e, "?batch=32&adaptive=0&low_watermark=50");
+    idp_counter *ctr = tu_counter(c, "late");
+    idset all = {0};
+    uint64_t mine[500];
+    take_here(ctr, mine, 100, 0, what);
+    ids_add(&all, mine, 100, -1);
+    worker_up(ctr, &all, what);
+    uint64_t fetched = store_value(c, "late");
+
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    job j = {.c = c, .ctr = ctr, .name = "late", .threads = 2,
+             .per_thread = per / 2, .close_it = 1,
+             .go_when = GO_BEFORE_FIRST_CALL, .go_rd = go[0],
+             .go_wr = go[1]};
+    kid k;
+    kid_start(&k, run_job, &j);
+    close(go[0]);
+    take_here(ctr, mine + 100, 400, 0, what);
+    ids_add(&all, mine + 100, 400, -1);
+    idp_close(c);
+    ck_assert_int_eq(tu_write_all(go[1], "g", 1), 0);
+    kids_wait(&k, 1, KID_MS, what);
+    close(go[1]);
+    uint64_t close_ms = 0;
+    ids_add(&all, kid_ids(&k, per, fetched, &close_ms, what, 0), per, 0);
+    ck_assert_msg(close_ms < CHILD_CLOSE_MS, "%s: idp_close in the child "
+                  "took %" PRIu64 " ms", what, close_ms);
+    uint64_t highest = ids_check(&all, what);
+    if (kind == SQLITE)
+        assert_sqlite_intact(e.path);
+    assert_store_covers(&e, "late", highest);
+    free(all.e);
+    kid_free(&k);
+    env_down(&e);
+}
+END_TEST
+
+/* ---- Suite -------------------------------------------------------------- */
+
+int main(void)
+{
+    /* a child of a test is gone with it; a write to a dead child's pipe is
+     * an error, not a signal */
+    signal(SIGPIPE, SIG_IGN);
+    const TTest *none[] = {NULL};
+    const TTest *both[] = {test_take_one_fork_both_allocate,
+                           test_take_one_fork_both_allocate_child_threads,
+                           test_take_one_fork_both_allocate_run_held, NULL};
+    const TTest *prefork_tests[] = {
+        test_prefork_8_workers_metaprime1_idle_parent,
+        test_prefork_8_workers_metaprime1_busy_parent,
+        test_prefork_8_workers_metaprime0_incr_idle_parent,
+        test_prefork_8_workers_metaprime0_incr_busy_parent, NULL};
+    const TTest *busy[] = {test_fork_while_worker_fetches, NULL};
+    const TTest *conn[] = {test_child_never_writes_on_parent_connection,
+                           NULL};
+    const TTest *close_tests[] = {test_close_in_child_that_never_used_client,
+                                  test_parent_closes_before_child_first_call,
+                                  NULL};
+    /* each loop test runs for _i = REDIS, MEMCACHED, SQLITE */
+    const tu_case cases[] = {
+        {.name = "both_allocate", .tests = none, .loops = both,
+         .rows = NSTORES},
+        {.name = "prefork", .tests = none, .loops = prefork_tests,
+         .rows = NSTORES},
+        {.name = "worker_fetching", .tests = none, .loops = busy,
+         .rows = NSTORES},
+        {.name = "connection", .tests = none, .loops = conn, .rows = NSTORES},
+        {.name = "close", .tests = none, .loops = close_tests,
+         .rows = NSTORES},
+        {.name = NULL}};
+    return tu_run(tu_suite("fork", 120, cases));
+}
