@@ -1,6 +1,6 @@
 /*
  * bench.h - the comparative benchmark as a library, behind `idprime bench`
- * (DESIGN: Bench).
+ * (docs/design.md: Bench).
  *
  * A run is one workload on one store URI. bench_run() does a URI's runs
  * (the run, then the same run at metaprime=0 as its baseline), each on a
@@ -76,7 +76,7 @@ uint64_t bench_default_count(bench_workload w);
  * message naming the option. */
 int bench_config_check(const bench_config *cfg, char *msg, size_t len);
 
-/* One run, as reported (DESIGN: Bench fixes the JSON names). */
+/* One run, as reported (docs/design.md: Bench fixes the JSON names). */
 typedef struct bench_result {
     char uri[512];             /* as given, with any password hidden */
     char store[32];            /* the plugin: "redis", "sqlite", ... */
@@ -152,7 +152,7 @@ int bench_run(const bench_config *cfg, const char *uri, bench_results *out,
  * per hotpath run (against the atomic and the raw client). */
 void bench_table(FILE *f, const bench_results *r);
 
-/* {"runs":[...]} with DESIGN's field names. Returns 0, or -1 on a write
+/* {"runs":[...]} with the field names of docs/design.md. Returns 0, or -1 on a write
  * error. */
 int bench_json(FILE *f, const bench_results *r);
 

@@ -1,6 +1,6 @@
 /*
  * report.c - the runs as a table (stdout), JSON and CSV. The JSON names
- * are DESIGN's (Bench); every number the table shows is in the JSON, and
+ * are those of docs/design.md (Bench); every number the table shows is in the JSON, and
  * the table prints it at a fixed precision (latencies in microseconds with
  * three decimals, i.e. to the nanosecond) so the two can be compared.
  */
@@ -199,7 +199,7 @@ int bench_json(FILE *f, const bench_results *rs)
                 (unsigned long long)r->p50_ns, (unsigned long long)r->p99_ns,
                 (unsigned long long)r->p999_ns,
                 (unsigned long long)r->unused_ids);
-        /* beyond DESIGN's names: how the run was made */
+        /* beyond the names of docs/design.md: how the run was made */
         fprintf(f, ",\"rtt_ms_asked\":%u,\"rtt_injected\":%s,\"calls\":%llu,"
                 "\"waited_share\":%.6f,\"roundtrips_agree\":%s,\"stopped\":%s",
                 r->rtt_ms_asked, r->rtt_injected ? "true" : "false",

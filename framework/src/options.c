@@ -54,7 +54,7 @@ static const opt_row engine_rows[] = {
 };
 #define NROWS (sizeof engine_rows / sizeof engine_rows[0])
 
-/* Per-counter defaults that differ from the general ones (DESIGN). */
+/* Per-counter defaults that differ from the general ones (docs/design.md). */
 static const char *const builtin_params[] = {
     "inode_batch=256", "chunk_batch=2048", NULL
 };

@@ -3,7 +3,7 @@
 
 usage: check_report.py RUNS.json TABLE.txt [RUNS.csv] [PLOT.svg]
 
-- the JSON is valid and every run has DESIGN's field names (Bench), with
+- the JSON is valid and every run has the field names of docs/design.md (Bench), with
   numbers where numbers belong;
 - every run of the JSON is a line of the table, with the same values at the
   table's precision, in the same order;

@@ -4,7 +4,7 @@
  * batching promises; a baseline pays one round trip per ID; the workloads
  * hand out the IDs they were asked for; a delay asked of mem is measured,
  * not copied; the time limit stops a run and says so; bad settings and
- * URIs are refused before any run; the JSON carries DESIGN's names.
+ * URIs are refused before any run; the JSON carries the names of docs/design.md.
  */
 #define _GNU_SOURCE
 #include <check.h>

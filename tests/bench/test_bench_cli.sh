@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_bench_cli.sh - `idprime bench` as a user runs it: bad options are
 # refused with a message naming the option and exit code 2; the JSON is
-# valid, has DESIGN's names and agrees with the table and the CSV; the plot
+# valid, has the names of docs/design.md and agrees with the table and the CSV; the plot
 # is an SVG. Stores: mem:// (and the default SQLite file where the plugin is
 # built). No timings are asserted here: they belong to the bench itself.
 #
@@ -81,7 +81,7 @@ end
 
 # ---- the reports ----------------------------------------------------------
 
-begin "files on mem: JSON valid, DESIGN's names, agrees with the table and CSV; SVG plot"
+begin "files on mem: JSON valid, docs/design.md's names, agrees with the table and CSV; SVG plot"
 run "$CLI" bench "${SMALL[@]}" --json "$TMP/f.json" --csv "$TMP/f.csv" \
     --plot "$TMP/f.svg" mem://
 want_rc 0

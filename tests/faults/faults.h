@@ -21,7 +21,7 @@
 
 /*
  * The longest a failing call may take: the engine waits at most
- * 2*timeout_ms + 1 s for a fetch in flight (DESIGN: Semantics, 5), plus
+ * 2*timeout_ms + 1 s for a fetch in flight (docs/design.md: Semantics, 5), plus
  * FA_SLACK_MS for a loaded 2-core machine running the sanitizers.
  */
 #define FA_SLACK_MS 500

@@ -19,7 +19,7 @@
  * What a store that loses its counters costs is the store's data loss, not
  * the engine's: a client opened after the loss starts from the store's new,
  * low value and would repeat IDs handed out before. What the engine
- * promises (DESIGN: Semantics, 4) is per client: a running client refuses
+ * promises (docs/design.md: Semantics, 4) is per client: a running client refuses
  * every answer at or below what it already held. So the cases where the
  * store loses data run ONE client (on several threads): two running
  * clients each know only their own high value, and the store climbing back

@@ -1,6 +1,6 @@
 /*
  * test_redis.c - the redis store against a real redis-server, through the
- * public API only: one test per promise of DESIGN.md, asserting values.
+ * public API only: one test per promise of docs/design.md, asserting values.
  *
  * Every test starts its own server (harness.h) on a free loopback port.
  * The store's own counts are read over a raw socket with hand-written

@@ -1,6 +1,6 @@
 /*
  * test_sqlite.c - the sqlite store on real SQLite files in temp directories,
- * through the public API: one test per promise of DESIGN.md, asserting
+ * through the public API: one test per promise of docs/design.md, asserting
  * values.
  *
  * What the store itself holds (a counter's value and type, the count of

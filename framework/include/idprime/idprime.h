@@ -175,8 +175,9 @@ int idp_raise(idp_client *c, const char *name, uint64_t value,
 /*
  * Calls `fn` once for every counter the store holds under the client's
  * prefix, with the name (prefix removed) and value; a non-zero return from
- * `fn` stops the listing and is returned. `fn` runs while the client's
- * store is busy: it must not call into the same client. IDP_EUNSUPPORTED
+ * `fn` stops the listing and is returned. The listing runs on a store
+ * connection of its own, with no engine lock held: `fn` may call into the
+ * client (fetches go on meanwhile), but must not fork(). IDP_EUNSUPPORTED
  * where the store cannot enumerate its keys.
  */
 typedef int (*idp_list_fn)(void *ud, const char *name, uint64_t value);
