@@ -37,8 +37,15 @@ static pthread_cond_t calls_cv = PTHREAD_COND_INITIALIZER;
 static unsigned long ncalls;
 static int forking;
 
+/* Calls this thread is inside (a list callback may call the client): only
+ * the outermost counts, so a fork pending meanwhile cannot wait on it
+ * while it waits on the fork. */
+static __thread unsigned t_calls;
+
 static void calls_enter(void)
 {
+    if (t_calls++ > 0)
+        return;
     pthread_mutex_lock(&calls_mu);
     while (forking)
         pthread_cond_wait(&calls_cv, &calls_mu);
@@ -48,6 +55,8 @@ static void calls_enter(void)
 
 static void calls_leave(void)
 {
+    if (--t_calls > 0)
+        return;
     pthread_mutex_lock(&calls_mu);
     if (--ncalls == 0 && forking)
         pthread_cond_broadcast(&calls_cv);
@@ -73,6 +82,7 @@ void store_fork_child(void)
 {
     forking = 0;
     ncalls = 0;
+    t_calls = 0;
     pthread_cond_init(&calls_cv, NULL); /* waiters were the parent's */
     pthread_mutex_unlock(&calls_mu);
 }
