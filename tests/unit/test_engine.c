@@ -7,6 +7,7 @@
  */
 #include <check.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -630,6 +631,47 @@ START_TEST(test_prefix_and_list)
 }
 END_TEST
 
+/* A list callback that fetches from the same client: one cold counter per
+ * name listed, each a store call while the listing runs. */
+typedef struct fetch_in_list {
+    idp_client *c;
+    int listed, fetched;
+} fetch_in_list;
+
+static int fetch_while_listing(void *ud, const char *name, uint64_t value)
+{
+    (void)value;
+    fetch_in_list *f = ud;
+    char fresh[64];
+    snprintf(fresh, sizeof fresh, "fresh-%s", name);
+    idp_counter *k = idp_counter_get(f->c, fresh, NULL);
+    uint64_t id = 0;
+    f->listed++;
+    f->fetched += k != NULL && idp_next(k, &id, NULL) == IDP_OK && id == 1;
+    return 0;
+}
+
+START_TEST(test_a_listing_blocks_no_fetch)
+{
+    /* the listing runs on a store handle of its own with no lock held, so
+     * fetches (here: from its own callback) go on meanwhile; a listing
+     * holding the client's store would deadlock here (the alarm ends it) */
+    idp_client *c = tu_open("mem://listfetch?prefix=p.", NULL);
+    for (int i = 0; i < 3; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "c%d", i);
+        tu_next(tu_counter(c, name));
+    }
+    fetch_in_list f = {c, 0, 0};
+    alarm(20);
+    ck_assert_int_eq(idp_list(c, fetch_while_listing, &f, &err), IDP_OK);
+    alarm(0);
+    ck_assert_int_eq(f.listed, 3);
+    ck_assert_int_eq(f.fetched, 3);
+    idp_close(c);
+}
+END_TEST
+
 START_TEST(test_metrics_text)
 {
     idp_client *c = tu_open("mem://metrics?batch=10&low_watermark=0&adaptive=0", NULL);
@@ -766,7 +808,8 @@ int main(void)
         test_prime_failure_fails_the_open,
         test_counters_due_together_are_fetched_in_one_round_trip,
         test_near_2_pow_63_the_last_ids_are_served,
-        test_a_cold_fetch_never_delays_another_counters_warm_path, NULL};
+        test_a_cold_fetch_never_delays_another_counters_warm_path,
+        test_a_listing_blocks_no_fetch, NULL};
     const TTest *loops[] = {test_fetches_are_ceil_n_over_batch, NULL};
     const tu_case cases[] = {
         {.name = "engine", .tests = tests, .loops = loops,
