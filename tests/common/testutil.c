@@ -91,6 +91,13 @@ uint64_t tu_get(idp_client *c, const char *name, int *exists)
     return v;
 }
 
+idp_counter_stats tu_stats(idp_counter *ctr)
+{
+    idp_counter_stats s = {.size = sizeof s};
+    ck_assert_int_eq(idp_counter_stats_get(ctr, &s), IDP_OK);
+    return s;
+}
+
 idp_counter_stats tu_settle(idp_counter *ctr)
 {
     idp_counter_stats s = {.size = sizeof s};

@@ -67,6 +67,8 @@ uint64_t tu_get(idp_client *c, const char *name, int *exists);
 /* Waits until no fetch of ctr is queued or running, and returns its
  * statistics then. */
 idp_counter_stats tu_settle(idp_counter *ctr);
+/* A snapshot of the counter's stats (asserted to succeed). */
+idp_counter_stats tu_stats(idp_counter *ctr);
 
 /* What idp_list called back with: the first TU_LISTED names and values in
  * the order called, and how many calls there were. Zero-initialise one and

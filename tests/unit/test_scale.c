@@ -19,12 +19,6 @@
 #include "idprime/idprime.h"
 #include "testutil.h"
 
-static idp_counter_stats stats_of(idp_counter *k)
-{
-    idp_counter_stats s = {.size = sizeof s};
-    ck_assert_int_eq(idp_counter_stats_get(k, &s), IDP_OK);
-    return s;
-}
 
 /* How many lines of `text` start with `head`. A plain scan: strstr in a
  * loop is quadratic under ASan, whose strstr measures the whole rest of
@@ -150,7 +144,7 @@ START_TEST(test_100000_counters_each_one_id_in_one_client)
         idp_counter *again = idp_counter_get(c, name, &e);
         if (again != k[i])
             ck_abort_msg("%s: another handle the second time", name);
-        idp_counter_stats s = stats_of(k[i]);
+        idp_counter_stats s = tu_stats(k[i]);
         if (s.ids_served != 1 || s.prime_calls != 1)
             ck_abort_msg("%s: ids_served %" PRIu64 ", prime_calls %" PRIu64
                          " (want 1, 1)", name, s.ids_served, s.prime_calls);
@@ -193,7 +187,7 @@ START_TEST(test_metrics_are_valid_for_every_allowed_name)
         idp_counter *k = tu_counter(c, names[i]);
         for (int j = 0; j <= i; j++)
             tu_next(k);
-        ck_assert_uint_eq(stats_of(k).ids_served, (uint64_t)i + 1);
+        ck_assert_uint_eq(tu_stats(k).ids_served, (uint64_t)i + 1);
     }
     char *m = idp_metrics(c);
     ck_assert_ptr_nonnull(m);
