@@ -50,7 +50,7 @@ typedef struct tlease {
     tstate *owner;            /* NULL once the thread has ended */
     struct tlease *cnext;     /* the counter's list */
     struct tlease *tnext, **tprev; /* the owner's list */
-} __attribute__((aligned(64))) tlease;
+} __attribute__((aligned(128))) tlease; /* 2 lines: no neighbour in the pair an adjacent-line prefetch fetches */
 
 /* A run as a claim sees it: [next, end) and its counts. */
 typedef struct run {
