@@ -8,6 +8,11 @@
  * it: start servers from the test's main thread (Check's forked test
  * process), never from a helper thread that exits first.
  *
+ * Each kind of server (redis, memcached, and one harness_<kind>.c per
+ * further store) says how to prepare its directory, its command line, how
+ * to tell it answers and its URI (server_kind). A kind that refuses to run
+ * as root runs as an unprivileged user when the tests run as root.
+ *
  * A Redis replica (server_start_replica) is such a server started with
  * --replicaof the primary's loopback port; it is ready once its link is up
  * and the primary lists it as online.
@@ -15,6 +20,8 @@
 #define _GNU_SOURCE  /* nftw */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -36,6 +43,8 @@
 #define STOP_MS 5000       /* SIGTERM, then SIGKILL after this */
 #define START_ATTEMPTS 5   /* ports tried when a server cannot bind */
 #define REPLICA_UP_MS 10000 /* a replica must have synced within this */
+
+static const server_kind *find_kind(const char *name);
 
 int harness_free_port(void)
 {
@@ -68,6 +77,9 @@ char *harness_tmpdir(char *buf, size_t len)
 
 char *server_uri(const server *s, const char *query, char *buf, size_t len)
 {
+    const server_kind *k = find_kind(s->kind);
+    if (k != NULL && k->uri != NULL)
+        return k->uri(s, query, buf, len);
     snprintf(buf, len, "%s://127.0.0.1:%d%s", s->kind, s->port,
              query != NULL ? query : "");
     return buf;
@@ -133,38 +145,89 @@ static void show_log(const server *s)
     fprintf(stderr, "harness: %s log (%s):\n%s\n", s->kind, path, buf);
 }
 
-/* Forks and execs the server on s->port; returns the pid or -1. */
-static pid_t spawn(const server *s)
+/* redis-server in s->dir on s->port, without persistence. */
+static int redis_command(const server *s, char **argv, char *store, size_t len)
 {
-    char port[16], words[sizeof s->extra + MAX_ARGS];
-    char *argv[MAX_ARGS + 16];
+    snprintf(store, len, "%d", s->port);
+    char *base[] = {"redis-server", "--port", store, "--bind", "127.0.0.1",
+                    "--dir", (char *)s->dir, "--save", "",
+                    "--appendonly", "no", "--daemonize", "no",
+                    "--logfile", ""};
     int argc = 0;
-    snprintf(port, sizeof port, "%d", s->port);
-    if (strcmp(s->kind, "redis") == 0) {
-        char *base[] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
-                        "--dir", (char *)s->dir, "--save", "",
-                        "--appendonly", "no", "--daemonize", "no",
-                        "--logfile", ""};
-        for (size_t i = 0; i < sizeof base / sizeof *base; i++)
-            argv[argc++] = base[i];
-    } else {
-        char *base[] = {"memcached", "-l", "127.0.0.1", "-p", port, "-U", "0"};
-        for (size_t i = 0; i < sizeof base / sizeof *base; i++)
-            argv[argc++] = base[i];
-        if (geteuid() == 0) {   /* memcached refuses root without -u */
-            argv[argc++] = "-u";
-            argv[argc++] = "root";
-        }
+    for (size_t i = 0; i < sizeof base / sizeof *base; i++)
+        argv[argc++] = base[i];
+    return argc;
+}
+
+static int memcached_command(const server *s, char **argv, char *store,
+                             size_t len)
+{
+    snprintf(store, len, "%d", s->port);
+    char *base[] = {"memcached", "-l", "127.0.0.1", "-p", store, "-U", "0"};
+    int argc = 0;
+    for (size_t i = 0; i < sizeof base / sizeof *base; i++)
+        argv[argc++] = base[i];
+    if (geteuid() == 0) {   /* memcached refuses root without -u */
+        argv[argc++] = "-u";
+        argv[argc++] = "root";
     }
-    int nbase = argc, nextra = 0;
-    if (split_args(s->extra, words, argv + nbase, &nextra) != 0) {
-        fprintf(stderr, "harness: cannot split extra arguments \"%s\" "
-                "(unclosed quote or more than %d words)\n", s->extra,
-                MAX_ARGS - 1);
+    return argc;
+}
+
+static int redis_answers(const server *s);
+static int memcached_answers(const server *s);
+
+static const server_kind kind_redis = {
+    .name = "redis", .command = redis_command, .answers = redis_answers};
+static const server_kind kind_memcached = {
+    .name = "memcached", .command = memcached_command,
+    .answers = memcached_answers};
+
+/* Every kind the harness starts; a new store adds its harness_<kind>.c. */
+static const server_kind *const kinds[] = {
+    &kind_redis, &kind_memcached,
+};
+
+static const server_kind *find_kind(const char *name)
+{
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
+        if (strcmp(kinds[i]->name, name) == 0)
+            return kinds[i];
+    return NULL;
+}
+
+/* The user a server that refuses root runs as, when we are root. */
+#define UNPRIVILEGED_USER "nobody"
+
+int harness_server_user(const server *s, uid_t *uid, gid_t *gid)
+{
+    const server_kind *k = find_kind(s->kind);
+    *uid = geteuid();
+    *gid = getegid();
+    if (k == NULL || !k->unprivileged || *uid != 0)
+        return 0;
+    struct passwd *pw = getpwnam(UNPRIVILEGED_USER);
+    if (pw == NULL) {
+        fprintf(stderr, "harness: no user '%s' to run %s as (it refuses "
+                "root)\n", UNPRIVILEGED_USER, s->kind);
         return -1;
     }
-    argv[nbase + nextra] = NULL;
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    return 0;
+}
 
+/*
+ * Forks and execs argv in s->dir, as the server's user, its output
+ * appended to DIR/<kind>.log and its parent death signal SIGKILL. Returns
+ * the pid or -1.
+ */
+static pid_t spawn_as(const server *s, char *const argv[])
+{
+    uid_t uid;
+    gid_t gid;
+    if (harness_server_user(s, &uid, &gid) != 0)
+        return -1;
     char logpath[PATH_MAX + 32];
     snprintf(logpath, sizeof logpath, "%s/%s.log", s->dir, s->kind);
     pid_t parent = getpid();
@@ -187,6 +250,16 @@ static pid_t spawn(const server *s)
         }
         /* the test's sockets and pipes are none of the server's business */
         closefrom(3);
+        if (uid != geteuid() &&
+            (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
+            fprintf(stderr, "harness: cannot become uid %d: %s\n", (int)uid,
+                    strerror(errno));
+            _exit(127);
+        }
+        /* the death signal is cleared by a change of credentials */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         if (chdir(s->dir) != 0)
             _exit(127);
         execvp(argv[0], argv);
@@ -196,6 +269,49 @@ static pid_t spawn(const server *s)
     return pid;
 }
 
+int harness_run(const server *s, char *const argv[])
+{
+    pid_t pid = spawn_as(s, argv);
+    if (pid < 0)
+        return -1;
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    fprintf(stderr, "harness: %s failed (status %d)\n", argv[0], status);
+    show_log(s);
+    return -1;
+}
+
+/* Forks and execs the server on s->port; returns the pid or -1. */
+static pid_t spawn(const server *s)
+{
+    char words[sizeof s->extra + MAX_ARGS];
+    char kstore[PATH_MAX * 2];
+    char *argv[MAX_ARGS + 32];
+    const server_kind *k = find_kind(s->kind);
+    int argc = k->command(s, argv, kstore, sizeof kstore);
+    int nbase = argc, nextra = 0;
+    if (split_args(s->extra, words, argv + nbase, &nextra) != 0) {
+        fprintf(stderr, "harness: cannot split extra arguments \"%s\" "
+                "(unclosed quote or more than %d words)\n", s->extra,
+                MAX_ARGS - 1);
+        return -1;
+    }
+    argv[nbase + nextra] = NULL;
+    return spawn_as(s, argv);
+}
+
+int harness_alive(const server *s)
+{
+    /* not exited (WNOWAIT leaves it for launch to reap) */
+    siginfo_t si = {0};
+    return waitid(P_PID, (id_t)s->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           si.si_pid == 0;
+}
+
 /*
  * 1 when the server on s->port answers and is ours: the process id it
  * reports (Redis "INFO server" process_id, memcached "stats" pid) is
@@ -203,7 +319,7 @@ static pid_t spawn(const server *s)
  * A Redis that wants a password answers NOAUTH: then it only has to be
  * alive. A Redis still LOADING its data is not ready yet.
  */
-static int answers(const server *s)
+static int probe_answers(const server *s, int redis)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -214,7 +330,6 @@ static int answers(const server *s)
     struct timeval tv = {0, 500000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int redis = strcmp(s->kind, "redis") == 0;
     const char *probe = redis ? "INFO server\r\n" : "stats\r\n";
     const char *field = redis ? "process_id:" : "STAT pid ";
     const char *end = redis ? NULL : "END\r\n";
@@ -231,12 +346,7 @@ static int answers(const server *s)
         have += (size_t)n;
         buf[have] = '\0';
         if (redis && buf[0] == '-') {
-            /* alive: not exited (WNOWAIT leaves it for launch to reap) */
-            siginfo_t si = {0};
-            int alive = waitid(P_PID, (id_t)s->pid, &si,
-                               WEXITED | WNOHANG | WNOWAIT) == 0 &&
-                        si.si_pid == 0;
-            ok = strncmp(buf, "-NOAUTH", 7) == 0 && alive;
+            ok = strncmp(buf, "-NOAUTH", 7) == 0 && harness_alive(s);
             goto out;
         }
         if (redis && buf[0] == '$' && strstr(buf, "\r\n") != NULL) {
@@ -254,6 +364,16 @@ static int answers(const server *s)
 out:
     close(fd);
     return ok;
+}
+
+static int redis_answers(const server *s)
+{
+    return probe_answers(s, 1);
+}
+
+static int memcached_answers(const server *s)
+{
+    return probe_answers(s, 0);
 }
 
 /*
@@ -274,7 +394,7 @@ static int launch(server *s)
             s->pid = 0;
             return 1;
         }
-        if (answers(s))
+        if (find_kind(s->kind)->answers(s))
             return 0;
         tu_sleep_ms(20);
     }
@@ -285,9 +405,9 @@ static int launch(server *s)
 int server_start(server *s, const char *kind, const char *extra)
 {
     memset(s, 0, sizeof *s);
-    if (strcmp(kind, "redis") != 0 && strcmp(kind, "memcached") != 0) {
-        fprintf(stderr, "harness: unknown server kind '%s' (redis or "
-                "memcached)\n", kind);
+    const server_kind *k = find_kind(kind);
+    if (k == NULL) {
+        fprintf(stderr, "harness: unknown server kind '%s'\n", kind);
         return -1;
     }
     snprintf(s->kind, sizeof s->kind, "%s", kind);
@@ -299,6 +419,15 @@ int server_start(server *s, const char *kind, const char *extra)
     snprintf(s->extra, sizeof s->extra, "%s", extra != NULL ? extra : "");
     if (harness_tmpdir(s->dir, sizeof s->dir) == NULL)
         return -1;
+    uid_t uid;
+    gid_t gid;
+    if (harness_server_user(s, &uid, &gid) != 0 ||
+        (uid != geteuid() && chown(s->dir, uid, gid) != 0)) {
+        fprintf(stderr, "harness: cannot give %s to uid %d: %s\n", s->dir,
+                (int)uid, strerror(errno));
+        server_stop(s, 0);
+        return -1;
+    }
     for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
         if ((s->port = harness_free_port()) < 0) {
             fprintf(stderr, "harness: no free port on 127.0.0.1: %s\n",
@@ -308,6 +437,8 @@ int server_start(server *s, const char *kind, const char *extra)
         char log[PATH_MAX + 32];
         snprintf(log, sizeof log, "%s/%s.log", s->dir, s->kind);
         unlink(log);   /* keep only the last attempt's */
+        if (attempt == 0 && k->prepare != NULL && k->prepare(s) != 0)
+            break;
         int rc = launch(s);
         if (rc == 0)
             return 0;

@@ -1,8 +1,8 @@
 /*
  * harness.h - real store servers for the integration tests.
  *
- * server_start() launches redis-server or memcached on a free port of
- * 127.0.0.1 (never another address), in a fresh temp directory, and returns
+ * server_start() launches a store's server (redis-server, memcached, ...:
+ * the kinds below) on a free port of 127.0.0.1 (never another address), in a fresh temp directory, and returns
  * once the server answers. Servers are stopped by server_stop(); a test that
  * dies leaves none behind, because each server is started with its parent
  * death signal set to SIGKILL.
@@ -22,6 +22,41 @@ typedef struct server {
     char dir[PATH_MAX];   /* its working directory (removed at stop) */
     char extra[256];      /* extra arguments it was started with */
 } server;
+
+/*
+ * A kind of server. redis and memcached are in harness.c; a further store
+ * brings harness_<kind>.c with its own, listed in harness.c's kinds[].
+ */
+typedef struct server_kind {
+    const char *name;    /* "redis": the name server_start takes */
+    int unprivileged;    /* it refuses root: when the tests run as root it
+                            runs (prepare included) as user nobody, and
+                            owns s->dir */
+    /* Optional: fills s->dir before the first start (initdb, ...), with
+     * harness_run. Returns 0, or -1 with a message on stderr. */
+    int (*prepare)(server *s);
+    /* Writes the command line that runs the server in s->dir on 127.0.0.1
+     * port s->port into argv (at most 32 words; strings it makes go into
+     * store, len bytes); returns the number of words. s->extra follows. */
+    int (*command)(const server *s, char **argv, char *store, size_t len);
+    /* 1 when the server on s->port answers and is this one (its pid or
+     * its data directory is s's), so that a stranger on the port is never
+     * taken for it. */
+    int (*answers)(const server *s);
+    /* Optional: the store URI, with `query` (may be NULL) appended; NULL
+     * for "NAME://127.0.0.1:PORT". */
+    char *(*uri)(const server *s, const char *query, char *buf, size_t len);
+} server_kind;
+
+/* Runs argv to completion in s->dir as the server's user, its output in
+ * the server's log. Returns 0 when it exits 0, else -1 (log shown). */
+int harness_run(const server *s, char *const argv[]);
+
+/* 1 while the server's process has not exited. */
+int harness_alive(const server *s);
+
+/* The uid and gid s runs as. Returns 0, or -1 (message on stderr). */
+int harness_server_user(const server *s, uid_t *uid, gid_t *gid);
 
 /* Starts a server of `kind` with optional extra command-line arguments
  * (e.g. "--save '' --appendonly no" for redis, "-M" for memcached).
