@@ -9,7 +9,9 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libhiredis-dev libmemcached-dev libssl-dev libsqlite3-dev liblua5.4-dev lua5.4
       check libsubunit-dev
-      redis-server memcached sqlite3 prometheus python3)
+      libpq-dev libmariadb-dev libevent-dev libmicrohttpd-dev python3-redis
+      redis-server redis-sentinel memcached sqlite3 postgresql mariadb-server
+      prometheus python3)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -186,6 +186,12 @@ static const server_kind kind_memcached = {
 /* Every kind the harness starts; a new store adds its harness_<kind>.c. */
 static const server_kind *const kinds[] = {
     &kind_redis, &kind_memcached,
+#ifdef HARNESS_POSTGRESQL
+    &harness_kind_postgresql,
+#endif
+#ifdef HARNESS_MYSQL
+    &harness_kind_mysql,
+#endif
 };
 
 static const server_kind *find_kind(const char *name)

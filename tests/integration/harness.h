@@ -48,6 +48,10 @@ typedef struct server_kind {
     char *(*uri)(const server *s, const char *query, char *buf, size_t len);
 } server_kind;
 
+/* The kinds in harness_<kind>.c files. */
+extern const server_kind harness_kind_postgresql; /* "postgresql" */
+extern const server_kind harness_kind_mysql;      /* "mysql": mariadbd */
+
 /* Runs argv to completion in s->dir as the server's user, its output in
  * the server's log. Returns 0 when it exits 0, else -1 (log shown). */
 int harness_run(const server *s, char *const argv[]);
