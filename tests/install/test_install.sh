@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_install.sh - an install is usable as installed: `cmake --install`
 # into a scratch prefix puts every file under that prefix, pkg-config finds
-# idprime there, a program using only <idprime/idprime.h> builds with
-# pkg-config's flags and gets its IDs through the installed mem plugin, and
-# the installed idprime command runs.
+# idprime and idprime-config there, programs using only <idprime/idprime.h>
+# and <idprime/config.h> build with pkg-config's flags and with a CMake
+# project's find_package(idprime), and get their IDs through the installed
+# mem plugin, and the installed idprime command runs.
 #
 # usage: test_install.sh CMAKE BUILD_DIR PREFIX VERSION LIBDIR INCLUDEDIR
 #                        BINDIR CC PKG_CONFIG MAIN_C [CFLAG...]
@@ -91,6 +92,73 @@ if [ -x "$EXAMPLE" ]; then
 else
     why "the program did not build"
 fi
+end
+
+CONFIG_EXAMPLE=$PREFIX.config_example
+SCRIPT=$PREFIX.config.lua
+printf 'return { uri = "mem://", defaults = { batch = 16 } }\n' > "$SCRIPT"
+
+begin "pkg-config finds idprime-config $VERSION, and a program using <idprime/config.h> builds with its flags"
+rm -f "$CONFIG_EXAMPLE"
+run "$PKG_CONFIG" --modversion idprime-config
+want_rc 0
+want_out "$VERSION"
+flags=$("$PKG_CONFIG" --cflags --libs idprime-config)
+# shellcheck disable=SC2086 # pkg-config's flags are meant to split
+run "$CC" -std=c99 -Wall -Wextra -Wpedantic -Werror "${CFLAGS[@]}" \
+    -o "$CONFIG_EXAMPLE" "$(dirname "$MAIN_C")/config_main.c" $flags
+want_rc 0
+end
+
+begin "the config program prints 1 2 3 from its script's store"
+if [ -x "$CONFIG_EXAMPLE" ]; then
+    run env LD_LIBRARY_PATH="$LIB" IDPRIME_PLUGIN_PATH="$PLUGINS" \
+        "$CONFIG_EXAMPLE" "$SCRIPT"
+    want_rc 0
+    want_out "$ONE_TWO_THREE"
+else
+    why "the program did not build"
+fi
+end
+
+# A downstream CMake project that knows only the prefix.
+DOWN=$PREFIX.downstream
+begin "find_package(idprime 0.2) gives idprime::idprime and idprime::config"
+rm -rf "$DOWN"
+run "$CMAKE" -S "$(dirname "$MAIN_C")/downstream" -B "$DOWN" \
+    -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_C_COMPILER="$CC" \
+    -DCMAKE_C_FLAGS="${CFLAGS[*]}" \
+    -DEXAMPLE_DIR="$(dirname "$MAIN_C")" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
+want_rc 0
+grep -q "idprime_DIR:PATH=$LIB/cmake/idprime" "$DOWN/CMakeCache.txt" ||
+    why "idprime was not found in $LIB/cmake/idprime"
+run "$CMAKE" --build "$DOWN"
+want_rc 0
+end
+
+begin "the CMake-built programs print 1 2 3"
+if [ -x "$DOWN/example" ] && [ -x "$DOWN/config_example" ]; then
+    run env LD_LIBRARY_PATH="$LIB" IDPRIME_PLUGIN_PATH="$PLUGINS" "$DOWN/example"
+    want_rc 0
+    want_out "$ONE_TWO_THREE"
+    run env LD_LIBRARY_PATH="$LIB" IDPRIME_PLUGIN_PATH="$PLUGINS" \
+        "$DOWN/config_example" "$SCRIPT"
+    want_rc 0
+    want_out "$ONE_TWO_THREE"
+else
+    why "the downstream project did not build"
+fi
+end
+
+begin "find_package(idprime 0.3) and (idprime 1.0) refuse this 0.2 install"
+for v in 0.3 1.0; do
+    d=$DOWN.v$v
+    mkdir -p "$d"
+    printf 'cmake_minimum_required(VERSION 3.18)\nproject(p LANGUAGES C)\nfind_package(idprime %s REQUIRED)\n' "$v" > "$d/CMakeLists.txt"
+    run "$CMAKE" -S "$d" -B "$d/build" -DCMAKE_PREFIX_PATH="$PREFIX"
+    [ "$rc" -ne 0 ] || why "find_package(idprime $v) accepted version $VERSION"
+    grep -q "version: $VERSION" <<<"$err$out" || why "the refusal does not name version $VERSION"
+done
 end
 
 begin "the installed command lists the installed mem plugin"
