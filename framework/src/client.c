@@ -118,6 +118,7 @@ API void idp_close(idp_client *c)
         return;
     fork_check(c);
     engine_stop(c);
+    engine_give_back(c);
     cell_put(c->cell);
     store_close(&c->st);
     for (size_t b = 0; b < c->nbuckets; b++) {

@@ -279,6 +279,7 @@ static int fetch_done(idp_counter *c, const idp_incr_op *op, double dt,
     atomic_fetch_add_explicit(&cl->fetch_ns, (uint64_t)(dt * 1e9),
                               memory_order_relaxed);
     apply_policy(c, op->n, dt);
+    c->pool_top = to_pool ? op->value : 0;
     if (to_pool) {
         c->has_ready = 1;
         c->ready_base = op->value - op->n + 1;

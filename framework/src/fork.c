@@ -126,6 +126,7 @@ static void counter_after_fork(idp_counter *c)
     leases_drop_all(c);
     c->cur = c->cur_end; /* the parent's: a gap here */
     c->has_ready = 0;
+    c->pool_top = 0;     /* nothing of the parent's is given back here */
     c->inflight = 0;
     c->queued = 0;
     c->qnext = NULL;

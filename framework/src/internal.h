@@ -93,6 +93,10 @@ struct idp_counter {
     int adaptive;
     uint64_t low_watermark;   /* percent */
     uint64_t high;            /* the highest value fetched from the store */
+    uint64_t pool_top;        /* the end of the last fetch into the pool
+                                 by this process; 0 when a direct fetch
+                                 came after it, or none was made: what a
+                                 clean close may give back lies below it */
 
     /* Metrics. Served IDs = served_done + the runs' served + served_pool. */
     uint64_t served_done;     /* served from runs since dropped */
@@ -167,6 +171,9 @@ IDP_HIDDEN void engine_counter_destroy(idp_counter *c);
 IDP_HIDDEN void engine_counter_locks(idp_counter *c);
 IDP_HIDDEN void engine_start(idp_client *client);
 IDP_HIDDEN void engine_stop(idp_client *client);
+/* After engine_stop, before the store closes: a clean close gives back the
+ * unserved rest of each counter's last batches (giveback.c). */
+IDP_HIDDEN void engine_give_back(idp_client *client);
 /* A consistent snapshot of a counter. */
 IDP_HIDDEN void engine_stats(idp_counter *c, idp_counter_stats *out);
 /* Fetches the first batch of each counter, all in one store call (one

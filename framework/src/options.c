@@ -43,6 +43,9 @@ static const opt_row engine_rows[] = {
             offsetof(counter_cfg, max_batch),
             "the largest batch adaptive sizing may choose (never below "
             "batch)"),
+    INT_ROW("give_back", "1", 0, 1, CLIENT, offsetof(engine_cfg, give_back),
+            "1: a clean close gives the unserved rest of the last batch "
+            "back to the store when nobody fetched after it; 0: it is a gap"),
     INT_ROW("timeout_ms", "2000", 1, 3600000, CLIENT,
             offsetof(engine_cfg, timeout_ms), "connect and command timeout"),
     {{"prefix", IDP_PARAM_STR, "", 0, 0, NULL,

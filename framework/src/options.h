@@ -32,6 +32,7 @@ typedef struct plugin_value {
 
 typedef struct engine_cfg {
     int64_t metaprime;
+    int64_t give_back;
     int64_t timeout_ms;
     char *prefix;
     char *prime;              /* counters fetched at open, comma-separated */

@@ -322,6 +322,19 @@ int store_raise(store *s, const char *key, uint64_t value, uint64_t *result,
     CALL(s, err, TAB(s)->raise_to(s->handle, key, value, result, err));
 }
 
+int store_can_lower(const store *s)
+{
+    return PLUGIN_HAS(TAB(s), lower);
+}
+
+int store_lower(store *s, idp_lower_op *ops, size_t nops, idp_error *err)
+{
+    if (!PLUGIN_HAS(TAB(s), lower))
+        return idp_seterr(err, IDP_EUNSUPPORTED, "%s plugin: the store cannot "
+                          "give IDs back", TAB(s)->name);
+    CALL(s, err, TAB(s)->lower(s->handle, ops, nops, err));
+}
+
 int store_list(store *s, const char *prefix, idp_list_cb cb, void *ud,
                idp_error *err)
 {

@@ -57,6 +57,10 @@ IDP_HIDDEN int store_raise(store *s, const char *key, uint64_t value,
  * blocks no fetch; cb runs with no lock held. */
 IDP_HIDDEN int store_list(store *s, const char *prefix, idp_list_cb cb,
                           void *ud, idp_error *err);
+/* The plugin's lower (give-back), IDP_EUNSUPPORTED without one. */
+IDP_HIDDEN int store_lower(store *s, idp_lower_op *ops, size_t nops,
+                           idp_error *err);
+IDP_HIDDEN int store_can_lower(const store *s);
 IDP_HIDDEN int store_roundtrips(store *s, uint64_t *count, idp_error *err);
 IDP_HIDDEN int store_control(store *s, const char *command, idp_error *err);
 

@@ -316,6 +316,27 @@ static int mem_raise(void *store, const char *key, uint64_t value,
     return e ? IDP_OK : idp_plugin_error(err, IDP_ENOMEM, "out of memory");
 }
 
+/* Give-back: compare-and-set of each key, all under one lock. */
+static int mem_lower(void *store, idp_lower_op *ops, size_t nops,
+                     idp_error *err)
+{
+    mem *m = store;
+    int rc = round_trip(m, err);
+    if (rc != IDP_OK)
+        return rc;
+    pthread_mutex_lock(&spaces_mu);
+    for (size_t i = 0; i < nops; i++) {
+        entry *e = find(m->sp, ops[i].key, 0);
+        ops[i].done = e != NULL && e->value == ops[i].expect &&
+                      ops[i].value < ops[i].expect;
+        if (ops[i].done)
+            e->value = ops[i].value;
+        ops[i].status = IDP_OK;
+    }
+    pthread_mutex_unlock(&spaces_mu);
+    return IDP_OK;
+}
+
 /* The counters under `prefix`, as they were when listed: copied with the
  * lock held, then handed to cb without it, so cb may take its time (or
  * call into mem) while other clients go on. The key strings stay valid:
@@ -415,6 +436,7 @@ static const idp_plugin mem_plugin = {
     .list = mem_list,
     .drop = mem_drop,
     .testing = &mem_testing,
+    .lower = mem_lower,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

@@ -106,6 +106,16 @@ typedef struct idp_incr_op {
 
 typedef int (*idp_list_cb)(void *ud, const char *key, uint64_t value);
 
+/* One key of lower (give-back on a clean close). */
+typedef struct idp_lower_op {
+    const char *key;   /* in: prefix + counter name */
+    uint64_t expect;   /* in: the value the key must hold now */
+    uint64_t value;    /* in: what to set it to, < expect */
+    int done;          /* out: 1 when lowered, 0 when the key held anything
+                          else (then nothing was written) */
+    int status;        /* out: IDP_OK or an error code */
+} idp_lower_op;
+
 struct idp_plugin_testing;
 
 typedef struct idp_plugin {
@@ -155,6 +165,14 @@ typedef struct idp_plugin {
     void (*drop)(void *store);
     /* Optional. Test hooks (see idp_plugin_testing); NULL for none. */
     const struct idp_plugin_testing *testing;
+    /* Optional (NULL: a clean close gives nothing back). For each op,
+     * atomically in the store: if the key holds exactly `expect`, set it
+     * to `value` (done = 1); otherwise change nothing (done = 0). A
+     * compare-and-set, never a read then a write: another client may
+     * increment between. Returns IDP_OK when every op has its status (and
+     * done) filled, or an error for the whole call (no op is trusted). With
+     * wait_replicas (redis), the lowering is acknowledged like a write. */
+    int (*lower)(void *store, idp_lower_op *ops, size_t nops, idp_error *err);
 } idp_plugin;
 
 /*
