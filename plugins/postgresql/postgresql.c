@@ -1,0 +1,744 @@
+/*
+ * postgresql.c - the postgresql store: counters are rows of a table,
+ * bumped with one upsert per fetch, over libpq.
+ *
+ *   postgresql://[user[:password]@]host[:port][,host[:port]...][/dbname]
+ *   postgres://...                       the same store
+ *   postgresql://%2Fvar%2Frun%2Fpostgresql/db   a unix socket directory
+ *   ?synchronous_commit=on|off|local|remote_write|remote_apply
+ *                                        per connection (default: the
+ *                                        server's setting)
+ *   ?sslmode=disable|...|verify-full     as libpq's sslmode
+ *
+ * Port 5432 where none is given; no dbname: libpq's default (the user's
+ * name); no user: libpq's (the OS user, PGUSER). Several hosts are tried
+ * in order, and only one that accepts writes is used
+ * (target_session_attrs=read-write), so a failover to a promoted standby
+ * is followed; the whole connect, every host included, has timeout_ms.
+ *
+ * The table, created if missing (by the first client, under an advisory
+ * lock, so that clients starting together do not race on the catalog):
+ *   idprime_counters(name text PRIMARY KEY,
+ *                    value bigint NOT NULL CHECK (value >= 0))
+ * A bigint cannot hold 2^63, and the CHECK keeps it from going negative,
+ * so the table can only hold counter values. Beside it, the sequence
+ * idprime_increments: every increment applied, for anyone, takes one
+ * value of it in the same statement (RETURNING ... nextval), so it is the
+ * server's own count of the increments it executed (testing.roundtrips).
+ * pg_stat_user_tables would lag by up to a second per backend (statistics
+ * are flushed at most once a second), and pg_stat_statements need not be
+ * loaded. After a server crash the sequence may jump by up to 32
+ * (sequences log ahead).
+ *
+ * Every fetch is one statement, one round trip and one commit:
+ *   INSERT ... ON CONFLICT (name) DO UPDATE SET value = value + n
+ *   WHERE value <= 2^63-1 - n RETURNING value
+ * A guard that fails updates nothing and returns no row: IDP_ERANGE, and
+ * the value stays as it was. Several counters fetched together are one
+ * such statement over two arrays (unnest), their keys sorted so that two
+ * clients always lock rows in the same order and never deadlock.
+ *
+ * Each connection sets statement_timeout = timeout_ms and the URI's
+ * synchronous_commit, and prepares its statements, in one round trip; a
+ * connection dropped after a lost reply is reopened, with all of that, at
+ * the start of the next call (conn.c). At open the plugin warns when the
+ * server can lose a committed counter: fsync=off, synchronous_commit=off.
+ *
+ * This file holds the SQL, the methods and open; conn.c the connection.
+ */
+#define _GNU_SOURCE /* dup3 */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "pg_internal.h"
+
+#define PG_DEFAULT_PORT 5432u
+/* pg_advisory_xact_lock key taken while creating the table: "idprime" */
+#define PG_CREATE_LOCK "7310595027414280293"
+
+static const char *const pg_schemes[] = {"postgresql", "postgres", NULL};
+
+static const idp_param_spec pg_params[] = {
+    {.key = "synchronous_commit", .type = IDP_PARAM_ENUM, .def = NULL,
+     .choices = "on|off|local|remote_write|remote_apply",
+     .help = "the session's synchronous_commit (default: the server's); "
+             "off may lose the last commits in a server crash, and IDs "
+             "would repeat; on waits for the synchronous standbys the "
+             "server is configured with"},
+    {.key = "sslmode", .type = IDP_PARAM_ENUM, .def = NULL,
+     .choices = "disable|allow|prefer|require|verify-ca|verify-full",
+     .help = "libpq's sslmode (default: libpq's, prefer)"},
+    {.key = NULL},
+};
+
+/* ---- The SQL ------------------------------------------------------------ */
+
+/* One implicit transaction: the advisory lock makes concurrent creators
+ * wait for the first, after which IF NOT EXISTS sees its table. */
+static const char pg_sql_create[] =
+    "SELECT pg_advisory_xact_lock(" PG_CREATE_LOCK ");"
+    "CREATE TABLE IF NOT EXISTS idprime_counters ("
+    " name text PRIMARY KEY,"
+    " value bigint NOT NULL CHECK (value >= 0));"
+    "CREATE SEQUENCE IF NOT EXISTS idprime_increments AS bigint";
+
+/* The column types of the table and whether table and sequence exist,
+ * with the server's durability settings for this session. */
+static const char pg_sql_check[] =
+    "SELECT (SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+    "        WHERE attrelid = to_regclass('idprime_counters')"
+    "        AND attname = 'name' AND NOT attisdropped),"
+    " (SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+    "  WHERE attrelid = to_regclass('idprime_counters')"
+    "  AND attname = 'value' AND NOT attisdropped),"
+    " to_regclass('idprime_counters') IS NOT NULL,"
+    " to_regclass('idprime_increments') IS NOT NULL,"
+    " current_setting('fsync'), current_setting('synchronous_commit')";
+
+/* Prepared on every connection (conn.c), after the session's SETs. */
+const char pg_sql_prepare[] =
+    "PREPARE idp_add(text, bigint) AS"
+    " INSERT INTO idprime_counters AS c (name, value) VALUES ($1, $2)"
+    " ON CONFLICT (name) DO UPDATE SET value = c.value + excluded.value"
+    " WHERE c.value <= 9223372036854775807 - excluded.value"
+    " RETURNING c.value, nextval('idprime_increments');"
+    /* unnest keeps the arrays' order, so rows are locked in key order */
+    "PREPARE idp_add_many(text[], bigint[]) AS"
+    " INSERT INTO idprime_counters AS c (name, value)"
+    " SELECT * FROM unnest($1::text[], $2::bigint[])"
+    " ON CONFLICT (name) DO UPDATE SET value = c.value + excluded.value"
+    " WHERE c.value <= 9223372036854775807 - excluded.value"
+    " RETURNING c.name, c.value, nextval('idprime_increments');"
+    "PREPARE idp_raise(text, bigint) AS"
+    " INSERT INTO idprime_counters AS c (name, value) VALUES ($1, $2)"
+    " ON CONFLICT (name) DO UPDATE"
+    " SET value = greatest(c.value, excluded.value)"
+    " RETURNING c.value;"
+    "PREPARE idp_get(text) AS"
+    " SELECT value FROM idprime_counters WHERE name = $1;"
+    /* starts_with is byte-exact where LIKE would read '_' and '%' */
+    "PREPARE idp_list(text) AS"
+    " SELECT name, value FROM idprime_counters WHERE starts_with(name, $1)"
+    " ORDER BY name COLLATE \"C\";"
+    "PREPARE idp_count AS"
+    " SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
+    " FROM idprime_increments;";
+
+/* ---- Values ------------------------------------------------------------- */
+
+/* Parses a counter value as the server prints a bigint: a decimal integer
+ * in [0, 2^63). Returns 0, or -1 for anything else (a negative value in a
+ * table without our CHECK). */
+static int pg_parse_value(const char *p, uint64_t *out)
+{
+    size_t len = strlen(p);
+    if (len == 0 || len > 19 || (p[0] == '0' && len > 1))
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    if (v > IDP_MAX_VALUE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Reads the value in row `row`, column `col` of r for `key`. */
+static int pg_result_value(const pg_store *s, const PGresult *r, int row,
+                           int col, const char *key, uint64_t *value,
+                           idp_error *err)
+{
+    const char *text = PQgetvalue(r, row, col);
+    if (PQgetisnull(r, row, col) || pg_parse_value(text, value) != 0)
+        return idp_plugin_error(err, IDP_ESTORE, "'%.64s' on %s holds '%.24s'"
+                                ", not a counter value (0..2^63-1)", key,
+                                s->where, PQgetisnull(r, row, col) ? "NULL"
+                                                                   : text);
+    return IDP_OK;
+}
+
+static int pg_check_n(const char *key, uint64_t n, idp_error *err)
+{
+    if (n == 0)
+        return idp_plugin_error(err, IDP_EINVAL, "cannot add 0 to '%.64s': "
+                                "an increment is 1..2^63-1", key);
+    if (n > IDP_MAX_VALUE)
+        return idp_plugin_error(err, IDP_ERANGE, "cannot add %" PRIu64 " to "
+                                "'%.64s': an increment is 1..2^63-1", n, key);
+    return IDP_OK;
+}
+
+static int pg_erange(const pg_store *s, const char *key, uint64_t n,
+                     idp_error *err)
+{
+    return idp_plugin_error(err, IDP_ERANGE, "adding %" PRIu64 " to '%.64s' "
+                            "on %s would pass 2^63-1; nothing was changed", n,
+                            key, s->where);
+}
+
+/* ---- Increments --------------------------------------------------------- */
+
+/* Judges the new value v of key after adding n: below n, the row held a
+ * negative value (a table without our CHECK). */
+static int pg_judge_sum(const pg_store *s, const char *key, uint64_t n,
+                        uint64_t v, idp_error *err)
+{
+    if (v < n)
+        return idp_plugin_error(err, IDP_ESTORE, "adding %" PRIu64 " to "
+                                "'%.64s' on %s gave %" PRIu64 ": the row held "
+                                "a negative value, not a counter", n, key,
+                                s->where, v);
+    return IDP_OK;
+}
+
+static int pg_incr(void *store, const char *key, uint64_t n, uint64_t *value,
+                   idp_error *err)
+{
+    pg_store *s = store;
+    int rc = pg_check_n(key, n, err);
+    if (rc != IDP_OK || (rc = pg_ready(s, err)) != IDP_OK)
+        return rc;
+    char num[24], what[128];
+    snprintf(num, sizeof num, "%" PRIu64, n);
+    snprintf(what, sizeof what, "incrementing '%.64s' by %s", key, num);
+    const char *params[] = {key, num};
+    PGresult *r;
+    if ((rc = pg_exec(s, what, "idp_add", NULL, 2, params, &r, err)) != IDP_OK)
+        return rc;
+    uint64_t v = 0;
+    if (PQntuples(r) == 0)
+        rc = pg_erange(s, key, n, err);
+    else if ((rc = pg_result_value(s, r, 0, 0, key, &v, err)) == IDP_OK &&
+             (rc = pg_judge_sum(s, key, n, v, err)) == IDP_OK)
+        *value = v;
+    PQclear(r);
+    return rc;
+}
+
+/* An op of incr_many, sorted by key. */
+typedef struct pg_sorted {
+    const char *key;
+    size_t i;           /* its index in ops */
+} pg_sorted;
+
+static int pg_sorted_cmp(const void *a, const void *b)
+{
+    return strcmp(((const pg_sorted *)a)->key, ((const pg_sorted *)b)->key);
+}
+
+/* Appends `text` to w as a double-quoted array element. Returns the end. */
+static char *pg_put_element(char *w, const char *text)
+{
+    *w++ = '"';
+    for (; *text != '\0'; text++) {
+        if (*text == '"' || *text == '\\')
+            *w++ = '\\';
+        *w++ = *text;
+    }
+    *w++ = '"';
+    return w;
+}
+
+/*
+ * The text of the two array parameters for the sorted ops: names
+ * {"a","b"} and amounts {1,2}. Returns 0, or -1 out of memory.
+ */
+static int pg_arrays(const idp_incr_op *ops, const pg_sorted *v, size_t n,
+                     char **names, char **nums)
+{
+    size_t nlen = 3, klen = 3;
+    for (size_t j = 0; j < n; j++) {
+        nlen += 2 * strlen(v[j].key) + 3;
+        klen += 21;
+    }
+    char *a = malloc(nlen), *b = malloc(klen), *w = a, *x = b;
+    if (a == NULL || b == NULL) {
+        free(a);
+        free(b);
+        return -1;
+    }
+    *w++ = '{';
+    *x++ = '{';
+    for (size_t j = 0; j < n; j++) {
+        if (j > 0) {
+            *w++ = ',';
+            *x++ = ',';
+        }
+        w = pg_put_element(w, v[j].key);
+        x += snprintf(x, 21, "%" PRIu64, ops[v[j].i].n);
+    }
+    *w++ = '}';
+    *w = '\0';
+    *x++ = '}';
+    *x = '\0';
+    *names = a;
+    *nums = b;
+    return 0;
+}
+
+/* Fills the ops from the rows (name, value) of idp_add_many; an op without
+ * a row was refused by the guard: IDP_ERANGE. */
+static void pg_many_results(const pg_store *s, idp_incr_op *ops,
+                            const pg_sorted *v, size_t n, const PGresult *r,
+                            idp_error *err_ops)
+{
+    for (int row = 0; row < PQntuples(r); row++) {
+        pg_sorted want = {.key = PQgetvalue(r, row, 0)};
+        const pg_sorted *hit = bsearch(&want, v, n, sizeof *v, pg_sorted_cmp);
+        if (hit == NULL)
+            continue;
+        idp_incr_op *op = &ops[hit->i];
+        idp_error *e = err_ops != NULL ? &err_ops[hit->i] : NULL;
+        uint64_t val = 0;
+        op->status = pg_result_value(s, r, row, 1, op->key, &val, e);
+        if (op->status == IDP_OK)
+            op->status = pg_judge_sum(s, op->key, op->n, val, e);
+        if (op->status == IDP_OK)
+            op->value = val;
+    }
+    for (size_t j = 0; j < n; j++) {
+        idp_incr_op *op = &ops[v[j].i];
+        if (op->status == -1)
+            op->status = pg_erange(s, op->key, op->n,
+                                   err_ops != NULL ? &err_ops[v[j].i] : NULL);
+    }
+}
+
+/*
+ * All the increments in one statement, one round trip and one commit.
+ * An op whose n is out of range gets its error and is not sent. Should
+ * the same key come twice (the host never asks that), one statement could
+ * not update its row twice: then every op goes alone, in turn.
+ */
+static int pg_incr_many(void *store, idp_incr_op *ops, size_t nops,
+                        idp_error *err_ops)
+{
+    pg_store *s = store;
+    idp_error *err = err_ops; /* the whole call's error: err_ops[0] */
+    pg_sorted *v = calloc(nops > 0 ? nops : 1, sizeof *v);
+    if (v == NULL)
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
+                                "increments", nops);
+    size_t n = 0;
+    for (size_t i = 0; i < nops; i++) {
+        ops[i].value = 0;
+        ops[i].status = pg_check_n(ops[i].key, ops[i].n,
+                                   err_ops != NULL ? &err_ops[i] : NULL);
+        if (ops[i].status == IDP_OK) {
+            ops[i].status = -1;   /* not answered yet */
+            v[n++] = (pg_sorted){ops[i].key, i};
+        }
+    }
+    qsort(v, n, sizeof *v, pg_sorted_cmp);
+    int dup = 0, rc = IDP_OK;
+    for (size_t j = 1; j < n && !dup; j++)
+        dup = strcmp(v[j - 1].key, v[j].key) == 0;
+    if (dup) {
+        for (size_t j = 0; j < n; j++) {
+            idp_incr_op *op = &ops[v[j].i];
+            op->status = pg_incr(s, op->key, op->n, &op->value,
+                                 err_ops != NULL ? &err_ops[v[j].i] : NULL);
+        }
+        free(v);
+        return IDP_OK;
+    }
+    char *names = NULL, *nums = NULL;
+    if (n == 0 || (rc = pg_ready(s, err)) != IDP_OK)
+        goto out;
+    if (pg_arrays(ops, v, n, &names, &nums) != 0) {
+        rc = idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
+                              "increments", n);
+        goto out;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "incrementing %zu counters at once", n);
+    const char *params[] = {names, nums};
+    PGresult *r;
+    rc = pg_exec(s, what, "idp_add_many", NULL, 2, params, &r, err);
+    if (rc == IDP_OK) {
+        pg_many_results(s, ops, v, n, r, err_ops);
+        PQclear(r);
+    }
+out:
+    free(names);
+    free(nums);
+    free(v);
+    return rc;
+}
+
+/* ---- Reading and raising ------------------------------------------------ */
+
+static int pg_get(void *store, const char *key, uint64_t *value, int *exists,
+                  idp_error *err)
+{
+    pg_store *s = store;
+    int rc = pg_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    char what[96];
+    snprintf(what, sizeof what, "reading '%.64s'", key);
+    const char *params[] = {key};
+    PGresult *r;
+    if ((rc = pg_exec(s, what, "idp_get", NULL, 1, params, &r, err)) != IDP_OK)
+        return rc;
+    uint64_t v = 0;
+    if (PQntuples(r) > 0)
+        rc = pg_result_value(s, r, 0, 0, key, &v, err);
+    if (rc == IDP_OK) {
+        *value = v;
+        *exists = PQntuples(r) > 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_raise_to(void *store, const char *key, uint64_t value,
+                       uint64_t *result, idp_error *err)
+{
+    pg_store *s = store;
+    if (value > IDP_MAX_VALUE)
+        return idp_plugin_error(err, IDP_ERANGE, "cannot raise '%.64s' to %"
+                                PRIu64 ": values stay below 2^63", key, value);
+    int rc = pg_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    char num[24], what[128];
+    snprintf(num, sizeof num, "%" PRIu64, value);
+    snprintf(what, sizeof what, "raising '%.64s' to %s", key, num);
+    const char *params[] = {key, num};
+    PGresult *r;
+    if ((rc = pg_exec(s, what, "idp_raise", NULL, 2, params, &r, err)) !=
+        IDP_OK)
+        return rc;
+    uint64_t v = 0;
+    if (PQntuples(r) == 0)
+        rc = idp_plugin_error(err, IDP_ESTORE, "%s on %s returned no row",
+                              what, s->where);
+    else
+        rc = pg_result_value(s, r, 0, 0, key, &v, err);
+    if (rc == IDP_OK && result != NULL)
+        *result = v;
+    PQclear(r);
+    return rc;
+}
+
+/* Every counter under `prefix`, in byte order. A row that holds no counter
+ * value (a table without our CHECK) is logged and skipped, so that one bad
+ * row does not stop a migration. */
+static int pg_list(void *store, const char *prefix, idp_list_cb cb, void *ud,
+                   idp_error *err)
+{
+    pg_store *s = store;
+    int rc = pg_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    const char *params[] = {prefix};
+    PGresult *r;
+    if ((rc = pg_exec(s, "listing the counters", "idp_list", NULL, 1, params,
+                      &r, err)) != IDP_OK)
+        return rc;
+    for (int row = 0; row < PQntuples(r) && rc == 0; row++) {
+        const char *name = PQgetvalue(r, row, 0);
+        uint64_t v;
+        idp_error bad;
+        if (pg_result_value(s, r, row, 1, name, &v, &bad) != IDP_OK)
+            s->host->log(s->host, IDP_LOG_WARN, "%s; not listed", bad.msg);
+        else
+            rc = cb(ud, name, v);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* The sequence idprime_increments: one value per increment executed. */
+static int pg_roundtrips(void *store, uint64_t *count, idp_error *err)
+{
+    pg_store *s = store;
+    int rc = pg_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    PGresult *r;
+    if ((rc = pg_exec(s, "reading idprime_increments", "idp_count", NULL, 0,
+                      NULL, &r, err)) != IDP_OK)
+        return rc;
+    if (PQntuples(r) != 1)
+        rc = idp_plugin_error(err, IDP_ESTORE, "idprime_increments on %s "
+                              "gave %d rows", s->where, PQntuples(r));
+    else
+        rc = pg_result_value(s, r, 0, 0, "idprime_increments", count, err);
+    PQclear(r);
+    return rc;
+}
+
+/* ---- Close and fork ----------------------------------------------------- */
+
+static void pg_close(void *store)
+{
+    pg_store *s = store;
+    if (s == NULL)
+        return;
+    pg_drop(s);
+    free(s);
+}
+
+/*
+ * In a child after fork(), for the parent's handle: frees it without a
+ * byte reaching the server. PQfinish would send Terminate ('X'), and the
+ * server would end the parent's session. So the child's copy of the
+ * socket is first replaced by /dev/null (dup3 onto the same descriptor
+ * number): libpq's send() of Terminate then fails with ENOTSOCK, and its
+ * close() closes /dev/null. Replacing the descriptor drops the child's
+ * reference to the socket, which sends nothing (no FIN) while the parent
+ * holds its own. Closing the socket ourselves instead would leave libpq
+ * writing to a descriptor number that the child may have reused for
+ * something else. The plugin uses no TLS session state beyond what
+ * PQfinish frees (its close_notify fails the same way).
+ * When /dev/null cannot be opened, the PGconn is left as it is (the host
+ * keeps the handle reachable): a leak, never a Terminate.
+ */
+static void pg_drop_child(void *store)
+{
+    pg_store *s = store;
+    if (s == NULL)
+        return;
+    if (s->conn != NULL) {
+        int sock = PQsocket(s->conn);
+        if (sock >= 0) {
+            int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+            int blind = null >= 0 && dup3(null, sock, O_CLOEXEC) == sock;
+            if (null >= 0)
+                close(null);
+            if (!blind)
+                return;
+        }
+        PQfinish(s->conn);
+    }
+    free(s);
+}
+
+/* ---- Open --------------------------------------------------------------- */
+
+/* Adds one libpq keyword; the values live as long as the store. */
+static void pg_kw(pg_store *s, size_t *at, const char *kw, const char *val)
+{
+    if (val != NULL && *at < PG_MAX_KW - 1) {
+        s->kw[*at] = kw;
+        s->val[*at] = val;
+        (*at)++;
+    }
+}
+
+/* Joins the URI's hosts and ports for libpq ("a,b" and "5432,5433") and
+ * writes s->where. */
+static int pg_hosts(pg_store *s, const char *db, idp_error *err)
+{
+    const idp_uri *u = s->host->uri;
+    size_t hat = 0, pat = 0;
+    for (size_t i = 0; i < u->nhosts; i++) {
+        const char *h = u->hosts[i].host;
+        unsigned port = u->hosts[i].port ? u->hosts[i].port : PG_DEFAULT_PORT;
+        if (h[0] == '\0' || strchr(h, ',') != NULL)
+            return idp_plugin_error(err, IDP_EINVAL, "host %zu of '%s' is "
+                                    "empty or has a ','", i + 1,
+                                    u->authority);
+        int n = snprintf(s->hosts + hat, sizeof s->hosts - hat, "%s%s",
+                         i ? "," : "", h);
+        int m = snprintf(s->ports + pat, sizeof s->ports - pat, "%s%u",
+                         i ? "," : "", port);
+        if (n < 0 || m < 0 || (size_t)n >= sizeof s->hosts - hat ||
+            (size_t)m >= sizeof s->ports - pat)
+            return idp_plugin_error(err, IDP_EINVAL, "the host list '%s' is "
+                                    "too long", u->authority);
+        hat += (size_t)n;
+        pat += (size_t)m;
+    }
+    const char *h = u->hosts[0].host;
+    int v6 = strchr(h, ':') != NULL;
+    snprintf(s->where, sizeof s->where, "%s%.200s%s:%u%s/%.64s",
+             v6 ? "[" : "", h, v6 ? "]" : "",
+             u->hosts[0].port ? u->hosts[0].port : PG_DEFAULT_PORT,
+             u->nhosts > 1 ? ",..." : "", db != NULL ? db : "");
+    return IDP_OK;
+}
+
+/* Reads the server(s), database, user and password from the URI into the
+ * libpq keywords, with the timeout, sslmode and the session's SETs. */
+static int pg_target(pg_store *s, idp_error *err)
+{
+    static const char expect[] = "(expected postgresql://[user[:password]@]"
+                                 "host[:port][,host[:port]...][/dbname])";
+    const idp_host *h = s->host;
+    const idp_uri *u = h->uri;
+    if (u->nhosts == 0)
+        return idp_plugin_error(err, IDP_EINVAL, "the URI names no host %s",
+                                expect);
+    const char *db = u->path[0] == '/' ? u->path + 1 : u->path;
+    if (strchr(db, '/') != NULL)
+        return idp_plugin_error(err, IDP_EINVAL, "the URI path '%s' is not "
+                                "a database name %s", u->path, expect);
+    if (db[0] == '\0')
+        db = NULL;
+    int rc = pg_hosts(s, db, err);
+    if (rc != IDP_OK)
+        return rc;
+    snprintf(s->connect_timeout, sizeof s->connect_timeout, "%u",
+             (h->timeout_ms + 999) / 1000);
+    size_t at = 0;
+    pg_kw(s, &at, "host", s->hosts);
+    pg_kw(s, &at, "port", s->ports);
+    pg_kw(s, &at, "dbname", db);
+    pg_kw(s, &at, "user", u->user[0] != '\0' ? u->user : NULL);
+    pg_kw(s, &at, "password", u->has_password ? u->password : NULL);
+    /* libpq enforces it only in its blocking connect; ours has its own
+     * deadline (conn.c), this is libpq's own bound besides */
+    pg_kw(s, &at, "connect_timeout", s->connect_timeout);
+    pg_kw(s, &at, "application_name", "idprime");
+    pg_kw(s, &at, "client_encoding", "UTF8");
+    pg_kw(s, &at, "sslmode", h->param_str(h, "sslmode"));
+    pg_kw(s, &at, "target_session_attrs",
+          u->nhosts > 1 ? "read-write" : NULL);
+    s->kw[at] = NULL;
+    s->val[at] = NULL;
+    /* the host validated it against the choices: only a known word is
+     * ever put into the SQL text */
+    const char *sync = h->param_str(h, "synchronous_commit");
+    snprintf(s->session, sizeof s->session,
+             "SET statement_timeout = %u;%s%s%s", h->timeout_ms,
+             sync != NULL ? "SET synchronous_commit = '" : "",
+             sync != NULL ? sync : "", sync != NULL ? "';" : "");
+    return IDP_OK;
+}
+
+/* The answer to pg_sql_check. */
+typedef struct pg_checked {
+    char name_type[64], value_type[64];
+    int table, sequence;
+    char fsync[16], sync_commit[32];
+} pg_checked;
+
+static int pg_check(pg_store *s, pg_checked *c, idp_error *err)
+{
+    PGresult *r;
+    int rc = pg_exec(s, "checking the table", NULL, pg_sql_check, 0, NULL, &r,
+                     err);
+    if (rc != IDP_OK)
+        return rc;
+    if (PQntuples(r) != 1 || PQnfields(r) != 6) {
+        PQclear(r);
+        return idp_plugin_error(err, IDP_ESTORE, "checking the table on %s "
+                                "gave %d rows", s->where, PQntuples(r));
+    }
+    snprintf(c->name_type, sizeof c->name_type, "%s", PQgetvalue(r, 0, 0));
+    snprintf(c->value_type, sizeof c->value_type, "%s", PQgetvalue(r, 0, 1));
+    c->table = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
+    c->sequence = strcmp(PQgetvalue(r, 0, 3), "t") == 0;
+    snprintf(c->fsync, sizeof c->fsync, "%s", PQgetvalue(r, 0, 4));
+    snprintf(c->sync_commit, sizeof c->sync_commit, "%s", PQgetvalue(r, 0, 5));
+    PQclear(r);
+    return IDP_OK;
+}
+
+/*
+ * Creates the table and the sequence where missing (never touching them
+ * otherwise, so a user who may only write rows can use a table made for
+ * it), checks the table's column types, and warns when the server can
+ * lose a committed counter.
+ */
+static int pg_setup_table(pg_store *s, idp_error *err)
+{
+    pg_checked c;
+    int rc = pg_check(s, &c, err);
+    if (rc == IDP_OK && (!c.table || !c.sequence)) {
+        PGresult *r;
+        rc = pg_exec(s, "creating table idprime_counters", NULL,
+                     pg_sql_create, 0, NULL, &r, err);
+        if (rc == IDP_OK) {
+            PQclear(r);
+            rc = pg_check(s, &c, err);
+        }
+    }
+    if (rc != IDP_OK)
+        return rc;
+    if (strcmp(c.name_type, "text") != 0 || strcmp(c.value_type, "bigint"))
+        return idp_plugin_error(err, IDP_ESTORE, "table idprime_counters on "
+                                "%s has name %s and value %s, not text and "
+                                "bigint: it is not idprime's", s->where,
+                                c.name_type[0] ? c.name_type : "(missing)",
+                                c.value_type[0] ? c.value_type : "(missing)");
+    if (strcmp(c.fsync, "off") == 0)
+        s->host->log(s->host, IDP_LOG_WARN, "%s runs with fsync=off: a crash "
+                     "of its host can lose committed counters, and IDs would "
+                     "then repeat; set fsync=on", s->where);
+    if (strcmp(c.sync_commit, "off") == 0)
+        s->host->log(s->host, IDP_LOG_WARN, "%s commits with "
+                     "synchronous_commit=off (%s): a server crash can lose "
+                     "the last commits, and IDs would then repeat; use "
+                     "synchronous_commit=on", s->where,
+                     s->host->param_str(s->host, "synchronous_commit") != NULL
+                         ? "set by the URI" : "the server's setting");
+    return IDP_OK;
+}
+
+static int pg_open(const idp_host *host, void **store, idp_error *err)
+{
+    pg_store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+    s->host = host;
+    int rc;
+    if ((rc = pg_target(s, err)) != IDP_OK ||
+        (rc = pg_connect(s, err)) != IDP_OK ||
+        (rc = pg_setup_table(s, err)) != IDP_OK) {
+        pg_close(s);
+        return rc;
+    }
+    /* from now on every connection prepares the statements: this one too */
+    s->prepared = 1;
+    PGresult *r;
+    if ((rc = pg_exec(s, "preparing the statements", NULL, pg_sql_prepare, 0,
+                      NULL, &r, err)) != IDP_OK) {
+        pg_close(s);
+        return rc;
+    }
+    PQclear(r);
+    *store = s;
+    return IDP_OK;
+}
+
+static const idp_plugin_testing pg_testing = {
+    .size = sizeof(idp_plugin_testing),
+    .params = NULL,
+    .roundtrips = pg_roundtrips,
+    .control = NULL,
+};
+
+static const idp_plugin pg_plugin = {
+    .abi_version = IDP_PLUGIN_ABI_VERSION,
+    .size = (uint32_t)sizeof(idp_plugin),
+    .name = "postgresql",
+    .schemes = pg_schemes,
+    .params = pg_params,
+    .open = pg_open,
+    .close = pg_close,
+    .incr = pg_incr,
+    .get = pg_get,
+    .incr_many = pg_incr_many,
+    .raise_to = pg_raise_to,
+    .list = pg_list,
+    .drop = pg_drop_child,
+    .testing = &pg_testing,
+};
+
+IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)
+{
+    return &pg_plugin;
+}
