@@ -55,6 +55,12 @@ idp_client *cli_open(const char *cmd, const char *uri, const cli_common *co,
 int cli_config(const cli_common *co, idp_options *opt, const char **uri,
                char *err, size_t errlen);
 
+/* Flushes stdout. Returns 0, or EXIT_WORK after printing "cannot write
+ * the output: REASON": the reason is `earlier` (the errno of a write that
+ * already failed, 0 for none) or that of the flush. A closed pipe (EPIPE,
+ * when SIGPIPE is ignored) ends the output quietly: no message. */
+int cli_flush_output(const char *cmd, int earlier);
+
 /* Writes the metrics if --metrics was given; returns 0 or EXIT_WORK. */
 int cli_write_metrics(const char *cmd, idp_client *c, const cli_common *co);
 

@@ -96,12 +96,15 @@ static int close_out(const char *what, const char *path, FILE *f, int wrote)
     if (f == NULL)
         return 0;
     int bad = wrote != 0 || ferror(f);
-    if (f == stdout)
-        bad |= fflush(f) != 0;
-    else
-        bad |= fclose(f) != 0;
+    int e = bad ? errno : 0;  /* the failed write's, if it was the last call */
+    errno = 0;
+    if ((f == stdout ? fflush(f) : fclose(f)) != 0) {
+        bad = 1;
+        e = errno;
+    }
     if (bad) {
-        cli_error("bench", "cannot write the %s to %s", what, path);
+        cli_error("bench", "cannot write the %s to %s: %s", what, path,
+                  strerror(e != 0 ? e : EIO));
         return EXIT_WORK;
     }
     return 0;
@@ -375,10 +378,8 @@ int cmd_bench(int argc, char **argv)
         wrc = r;
     if ((r = write_metrics(&rs, &co)) != 0)
         wrc = r;
-    if (fflush(stdout) != 0 && wrc == 0) {
-        cli_error("bench", "cannot write the output");
-        wrc = EXIT_WORK;
-    }
+    if ((r = cli_flush_output("bench", 0)) != 0 && wrc == 0)
+        wrc = r;
     bench_results_free(&rs);
     return rc != 0 ? rc : wrc;
 }

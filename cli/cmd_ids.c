@@ -2,6 +2,7 @@
  * cmd_ids.c - the commands that work on counters: next, incr, get; and
  * plugins.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,16 +73,15 @@ static idp_client *open_counter(const char *cmd, const char *uri,
     return c;
 }
 
-/* Writes metrics, closes, and folds the exit codes. */
-static int finish(const char *cmd, idp_client *c, const cli_common *co, int rc)
+/* Writes metrics, flushes the output (`werr`: the errno of a write that
+ * already failed, or 0), closes, and folds the exit codes. */
+static int finish(const char *cmd, idp_client *c, const cli_common *co, int rc,
+                  int werr)
 {
-    if (fflush(stdout) != 0 && rc == 0) {
-        cli_error(cmd, "cannot write the output");
-        rc = EXIT_WORK;
-    }
     int mrc = cli_write_metrics(cmd, c, co);
+    int orc = cli_flush_output(cmd, werr);
     idp_close(c);
-    return rc != 0 ? rc : mrc;
+    return rc != 0 ? rc : orc != 0 ? orc : mrc;
 }
 
 static const char next_usage[] =
@@ -118,6 +118,7 @@ int cmd_next(int argc, char **argv)
     idp_client *c = open_counter("next", uri, argv[optind], &co, &ctr, &rc);
     if (c == NULL)
         return rc;
+    int werr = 0;
     for (unsigned long long i = 0; i < n; i++) {
         uint64_t id;
         idp_error err;
@@ -126,9 +127,13 @@ int cmd_next(int argc, char **argv)
             rc = EXIT_WORK;
             break;
         }
-        printf("%llu\n", (unsigned long long)id);
+        /* stop at the first failed write: no more IDs taken for nothing */
+        if (printf("%llu\n", (unsigned long long)id) < 0) {
+            werr = errno;
+            break;
+        }
     }
-    return finish("next", c, &co, rc);
+    return finish("next", c, &co, rc, werr);
 }
 
 static const char incr_usage[] =
@@ -160,13 +165,14 @@ int cmd_incr(int argc, char **argv)
         return rc;
     uint64_t last;
     idp_error err;
+    int werr = 0;
     if (idp_incr(ctr, delta, &last, &err) != IDP_OK) {
         cli_error("incr", "%s", err.msg);
         rc = EXIT_WORK;
-    } else {
-        printf("%llu\n", (unsigned long long)last);
+    } else if (printf("%llu\n", (unsigned long long)last) < 0) {
+        werr = errno;
     }
-    return finish("incr", c, &co, rc);
+    return finish("incr", c, &co, rc, werr);
 }
 
 static const char get_usage[] =
@@ -191,14 +197,15 @@ int cmd_get(int argc, char **argv)
         return rc;
     uint64_t v;
     idp_error err;
+    int werr = 0;
     int st = idp_get(c, argv[optind], &v, NULL, &err);
     if (st != IDP_OK) {
         cli_error("get", "%s", err.msg);
         rc = st == IDP_EINVAL ? EXIT_USAGE : EXIT_WORK;
-    } else {
-        printf("%llu\n", (unsigned long long)v);
+    } else if (printf("%llu\n", (unsigned long long)v) < 0) {
+        werr = errno;
     }
-    return finish("get", c, &co, rc);
+    return finish("get", c, &co, rc, werr);
 }
 
 static const char plugins_usage[] =

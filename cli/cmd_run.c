@@ -105,9 +105,8 @@ int cmd_run(int argc, char **argv)
     }
     int rc = run(L, co.config, argc - optind, argv + optind);
     lua_close(L);
-    if (fflush(stdout) != 0 && rc == 0) {
-        cli_error("run", "cannot write the output");
-        rc = EXIT_WORK;
-    }
+    int orc = cli_flush_output("run", 0);
+    if (rc == 0)
+        rc = orc;
     return rc;
 }

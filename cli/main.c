@@ -116,6 +116,22 @@ idp_client *cli_open(const char *cmd, const char *uri, const cli_common *co,
     return c;
 }
 
+int cli_flush_output(const char *cmd, int earlier)
+{
+    errno = 0;
+    int failed = fflush(stdout) != 0;
+    int e = failed ? errno : 0;
+    if (earlier != 0)
+        e = earlier;
+    if (!failed && earlier == 0 && !ferror(stdout))
+        return 0;
+    if (e == 0)
+        e = EIO; /* stdio saw an error and kept no errno */
+    if (e != EPIPE)
+        cli_error(cmd, "cannot write the output: %s", strerror(e));
+    return EXIT_WORK;
+}
+
 int cli_write_metrics(const char *cmd, idp_client *c, const cli_common *co)
 {
     if (co->metrics == NULL)

@@ -9,15 +9,19 @@
  * a counter on different servers. Hosts are never ejected from the ring: a
  * counter moved to another server would start again from 0.
  *
- * Increments are 64-bit, on the binary protocol, and never retried by
- * libmemcached or by this file: a lost reply is an error (the engine counts
- * those IDs as a gap), and the connection is dropped after any failure so
- * that a late reply can never be read as the answer to a later command.
+ * Commands are never retried by libmemcached or by this plugin: a lost
+ * reply is an error (the engine counts those IDs as a gap), and the
+ * connection is dropped after any failure so that a late reply can never
+ * be read as the answer to a later command. Increments go through incr.c
+ * and wire.c (sockets of our own); the rest through libmemcached, on the
+ * binary protocol.
  *
  * memcached keeps counters in memory only: a restart, a flush_all or an
  * eviction loses them, after which the store answers from 0 again. The
  * engine's regression guard refuses those answers; open warns when the
- * server evicts (started without -M).
+ * server evicts (started without -M). A value of 2^63 or more (only
+ * another tool writes one) is never served, read or raised: it is refused
+ * naming the key and the value.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -26,33 +30,10 @@
 #include <string.h>
 #include <time.h>
 
-#include <libmemcached-1.0/memcached.h>
-
-#include <idprime/plugin.h>
+#include "mc_internal.h"
 
 #define MC_DEFAULT_PORT 11211
 #define MC_MAX_KEY 250          /* memcached's KEY_MAX_LENGTH */
-#define MC_WHERE_LEN 192        /* "host:port,..." in messages */
-
-/* Increments up to this size go out as one memcached incr; larger ones
- * through a gets/cas loop that checks the limit before writing. See
- * mc_incr for why the split keeps every value below 2^63. */
-#define MC_FAST_INCR_MAX ((uint64_t)1 << 32)
-
-/* The value an exhausted counter is set to: 2^63, never served. */
-#define MC_EXHAUSTED "9223372036854775808"
-
-/* A missing counter is created with add; losing that race to another
- * creator sends us back to incr. More rounds than this means the key keeps
- * vanishing between the two (a flush loop): give up. */
-#define MC_CREATE_ROUNDS 8
-
-typedef struct mc_store {
-    const idp_host *host;   /* valid until close */
-    memcached_st *mc;       /* NULL after a failure: the next call reconnects */
-    unsigned timeout_ms;
-    char servers[MC_WHERE_LEN]; /* "h:p,h:p" for messages, maybe truncated */
-} mc_store;
 
 /* ---- Helpers ------------------------------------------------------------ */
 
@@ -70,7 +51,7 @@ static void mc_hostport(const idp_uri_host *h, char *buf, size_t len)
         snprintf(buf, len, "%s:%u", h->host, mc_port(h));
 }
 
-static uint64_t mc_now_ms(void)
+uint64_t mc_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -82,7 +63,7 @@ static uint64_t mc_now_ms(void)
  * followed by spaces (memcached pads a value in place when an incr or decr
  * makes it shorter). Returns 0, or -1 for anything else.
  */
-static int mc_parse(const char *s, size_t len, uint64_t *out)
+int mc_parse(const char *s, size_t len, uint64_t *out)
 {
     size_t i = 0;
     uint64_t v = 0;
@@ -103,7 +84,7 @@ static int mc_parse(const char *s, size_t len, uint64_t *out)
 
 /* Memcached keys: 1 to 250 bytes, no spaces or control characters (the
  * text protocol could not carry them, and other tools could not read them). */
-static int mc_check_key(const char *key, idp_error *err)
+int mc_check_key(const char *key, idp_error *err)
 {
     size_t len = strlen(key);
     if (len == 0 || len > MC_MAX_KEY)
@@ -198,7 +179,7 @@ static memcached_st *mc_create(const mc_store *s, const idp_uri_host *hosts,
 }
 
 /* Makes sure the store has a handle (rebuilt after a failure). */
-static int mc_ready(mc_store *s, idp_error *err)
+int mc_ready(mc_store *s, idp_error *err)
 {
     if (s->mc == NULL)
         s->mc = mc_create(s, s->host->uri->hosts, s->host->uri->nhosts, err);
@@ -206,7 +187,7 @@ static int mc_ready(mc_store *s, idp_error *err)
 }
 
 /* Closes every connection and forgets the handle's state. */
-static void mc_drop(mc_store *s)
+void mc_drop(mc_store *s)
 {
     if (s->mc != NULL) {
         memcached_free(s->mc);
@@ -215,7 +196,7 @@ static void mc_drop(mc_store *s)
 }
 
 /* "host:port" of the server that holds `key`, or the server list. */
-static void mc_where(const mc_store *s, const char *key, char *buf, size_t len)
+void mc_where(const mc_store *s, const char *key, char *buf, size_t len)
 {
     memcached_return_t r;
     const memcached_instance_st *in = NULL;
@@ -237,8 +218,8 @@ static void mc_where(const mc_store *s, const char *key, char *buf, size_t len)
  * Nothing of a handle that failed is trusted: the next call builds a new
  * one and reconnects. Returns IDP_ETIMEOUT for a timeout, else IDP_ESTORE.
  */
-static int mc_fail(mc_store *s, const char *op, const char *key,
-                   memcached_return_t r, idp_error *err)
+int mc_fail(mc_store *s, const char *op, const char *key,
+            memcached_return_t r, idp_error *err)
 {
     char where[MC_WHERE_LEN];
     mc_where(s, key, where, sizeof where);
@@ -258,8 +239,8 @@ static int mc_fail(mc_store *s, const char *op, const char *key,
     return code;
 }
 
-static int mc_not_number(const char *key, const char *val, size_t len,
-                         idp_error *err)
+int mc_not_number(const char *key, const char *val, size_t len,
+                  idp_error *err)
 {
     return idp_plugin_error(err, IDP_ESTORE, "key '%.40s' holds "
                             "'%.*s'%s, not a decimal counter", key,
@@ -271,8 +252,8 @@ static int mc_not_number(const char *key, const char *val, size_t len,
  * gets: the value and CAS id of `key`. *exists = 0 for a missing key.
  * A value that is not a decimal counter is IDP_ESTORE naming the key.
  */
-static int mc_gets(mc_store *s, const char *key, int *exists, uint64_t *value,
-                   uint64_t *cas, idp_error *err)
+int mc_gets(mc_store *s, const char *key, int *exists, uint64_t *value,
+            uint64_t *cas, idp_error *err)
 {
     const char *keys[1] = {key};
     size_t lens[1] = {strlen(key)};
@@ -304,11 +285,11 @@ static int mc_gets(mc_store *s, const char *key, int *exists, uint64_t *value,
 }
 
 /*
- * libmemcached reports memcached's "non-numeric value" reply to an incr as
- * an unknown read failure. After mc_fail, looks at the value on a fresh
- * connection and, when it is not a counter, says so in err instead.
+ * memcached refuses an incr of a value that is not a counter without
+ * showing it. Looks at the value (a get) and, when it is not
+ * a counter, says what it holds in err instead.
  */
-static void mc_explain(mc_store *s, const char *key, idp_error *err)
+void mc_explain(mc_store *s, const char *key, idp_error *err)
 {
     size_t vlen;
     uint32_t flags;
@@ -331,15 +312,15 @@ static void mc_explain(mc_store *s, const char *key, idp_error *err)
 /* Stores `v` with add (only when missing) or cas (only when unchanged).
  * Returns IDP_OK and *stored = 1 when written, *stored = 0 when someone
  * else got there first. */
-static int mc_put(mc_store *s, const char *key, uint64_t v, int exists,
-                  uint64_t cas, int *stored, idp_error *err)
+int mc_put(mc_store *s, const char *key, uint64_t v, int exists,
+           uint64_t cas, int *stored, idp_error *err)
 {
     /* Padded with spaces to 20 characters, the most a 64-bit value has:
-     * memcached then increments the value in place for good, never in a
-     * new item. A full server started with -M refuses a new item with
-     * "out of memory", and libmemcached 1.1.4 aborts the process on that
-     * answer to an incr (an assert in auto.cc). mc_parse reads the
-     * padding, as memcached writes it itself after a shrinking decr. */
+     * memcached then increments the value in place, not in a new item,
+     * which a full server started with -M would refuse with "out of
+     * memory" (wire.c turns that answer into an error; the padding makes it
+     * rare for our own counters). mc_parse reads the padding, as memcached
+     * writes it itself after a shrinking decr. */
     char buf[24];
     int n = snprintf(buf, sizeof buf, "%-20" PRIu64, v);
     memcached_return_t r = exists
@@ -352,150 +333,17 @@ static int mc_put(mc_store *s, const char *key, uint64_t v, int exists,
     return mc_fail(s, exists ? "cas" : "add", key, r, err);
 }
 
-/*
- * Marks a counter exhausted by setting it to 2^63. Called after an incr
- * went to 2^63 or beyond (or wrapped past 2^64): the counter's true value
- * is then at least 2^63 for good, so raising or lowering it to exactly 2^63
- * refuses the same answers as before and serves none; what it buys is that
- * memcached, which wraps at 2^64, stays far from wrapping however many
- * callers keep asking. Best effort: a failure here leaves the next refused
- * caller to do it.
- */
-static void mc_exhaust(mc_store *s, const char *key)
-{
-    memcached_return_t r = memcached_set(s->mc, key, strlen(key), MC_EXHAUSTED,
-                                         sizeof MC_EXHAUSTED - 1, 0, 0);
-    if (r != MEMCACHED_SUCCESS && r != MEMCACHED_STORED)
-        mc_drop(s);
-}
-
-static int mc_range(const char *key, uint64_t n, idp_error *err)
-{
-    return idp_plugin_error(err, IDP_ERANGE, "key '%.40s' "
-                            "cannot grow by %" PRIu64 ": it would reach 2^63",
-                            key, n);
-}
-
-/* ---- incr ------------------------------------------------------------- */
-
-/*
- * One increment with memcached's incr, creating a missing counter with add.
- *
- * Why incr + add and not memcached_increment_with_initial: both are atomic
- * on the server (the binary "increment with initial" is itself an add of
- * `initial` when the key is missing, failing with "exists" when another
- * client wins), and both give INCRBY exactly when the initial value is n.
- * But memcached does not count an increment-with-initial that creates the
- * key in incr_hits or incr_misses, so the store's own count of increments
- * (roundtrips, compared by the bench with the engine's) would miss every
- * creation. incr + add costs one more round trip once per counter and keeps
- * that count exact: every fetch is one incr on the server (two for the
- * loser of a race to create the counter).
- *
- * libmemcached's memcached_increment takes a 32-bit offset; the _by_key
- * variant takes 64 bits, and with the key as its own group key it hashes
- * to the same server as every other command here.
- */
-static int mc_incr_fast(mc_store *s, const char *key, uint64_t n,
-                        uint64_t *value, idp_error *err)
-{
-    size_t len = strlen(key);
-    for (int round = 0; round < MC_CREATE_ROUNDS; round++) {
-        uint64_t v = 0;
-        memcached_return_t r = memcached_increment_by_key(s->mc, key, len, key,
-                                                          len, n, &v);
-        if (r == MEMCACHED_SUCCESS) {
-            /* v < n: memcached wrapped past 2^64 (it cannot happen while
-             * exhausted counters are pinned at 2^63; see mc_incr). */
-            if (v < n || v > IDP_MAX_VALUE) {
-                mc_exhaust(s, key);
-                return mc_range(key, n, err);
-            }
-            *value = v;
-            return IDP_OK;
-        }
-        if (r != MEMCACHED_NOTFOUND) {
-            int code = mc_fail(s, "incr", key, r, err);
-            if (r == MEMCACHED_UNKNOWN_READ_FAILURE)
-                mc_explain(s, key, err);
-            return code;
-        }
-        /* Missing: create it at n. Exactly one add wins; a loser goes back
-         * to incr, which then finds the winner's value. */
-        int stored, rc = mc_put(s, key, n, 0, 0, &stored, err);
-        if (rc != IDP_OK)
-            return rc;
-        if (stored) {
-            *value = n;
-            return IDP_OK;
-        }
-    }
-    return idp_plugin_error(err, IDP_ESTORE, "counter '%.40s' "
-                            "vanished %d times between incr and add (is "
-                            "something flushing the server?)", key,
-                            MC_CREATE_ROUNDS);
-}
-
-/* An increment by gets/cas: checks the limit before anything is written. */
-static int mc_incr_cas(mc_store *s, const char *key, uint64_t n,
-                       uint64_t *value, idp_error *err)
-{
-    uint64_t deadline = mc_now_ms() + s->timeout_ms;
-    unsigned tries = 0;
-    do {
-        int exists, stored, rc;
-        uint64_t cur, cas;
-        tries++;
-        if ((rc = mc_gets(s, key, &exists, &cur, &cas, err)) != IDP_OK)
-            return rc;
-        if (cur > IDP_MAX_VALUE - n)
-            return mc_range(key, n, err);
-        if ((rc = mc_put(s, key, cur + n, exists, cas, &stored, err)) != IDP_OK)
-            return rc;
-        if (stored) {
-            *value = cur + n;
-            return IDP_OK;
-        }
-    } while (mc_now_ms() < deadline);
-    return idp_plugin_error(err, IDP_ETIMEOUT, "incr of '%.40s' by "
-                            "%" PRIu64 " lost %u compare-and-swap races in "
-                            "%u ms; counter too busy", key, n, tries,
-                            s->timeout_ms);
-}
-
-/*
- * INCRBY, never wrapping, never reaching 2^63.
- *
- * memcached's incr is unconditional and wraps at 2^64, so the limit is
- * checked on its answer: an answer of 2^63 or more is refused (and one
- * below n means it wrapped). A refused incr has still moved the counter,
- * so the counter is then pinned at 2^63 (mc_exhaust), and small increments
- * (up to 2^32, every batch the engine fetches) can push it past 2^63 only
- * by 2^32 per caller between two pins: wrapping would take 2^31 clients at
- * once. Larger increments go through gets/cas and never write past the
- * limit at all. The cost: a refused increment uses up whatever room was
- * left below 2^63.
- */
-static int mc_incr(void *store, const char *key, uint64_t n, uint64_t *value,
-                   idp_error *err)
-{
-    mc_store *s = store;
-    int rc = mc_check_key(key, err);
-    if (rc != IDP_OK)
-        return rc;
-    if (n == 0)
-        return idp_plugin_error(err, IDP_EINVAL, "incr of '%.40s' "
-                                "by 0", key);
-    if (n > IDP_MAX_VALUE)
-        return mc_range(key, n, err);
-    if ((rc = mc_ready(s, err)) != IDP_OK)
-        return rc;
-    if (n <= MC_FAST_INCR_MAX)
-        return mc_incr_fast(s, key, n, value, err);
-    return mc_incr_cas(s, key, n, value, err);
-}
-
 /* ---- get, raise_to ------------------------------------------------------ */
+
+/* A value of 2^63 or more: not a counter anyone may be served from. */
+static int mc_too_big(const char *what, const char *key, uint64_t v,
+                      idp_error *err)
+{
+    return idp_plugin_error(err, IDP_ERANGE, "%skey '%.40s' holds %" PRIu64
+                            ", at or past 2^63: not a counter value (values "
+                            "this large are written by other tools, never by "
+                            "idprime)", what, key, v);
+}
 
 static int mc_get(void *store, const char *key, uint64_t *value, int *exists,
                   idp_error *err)
@@ -519,8 +367,12 @@ static int mc_get(void *store, const char *key, uint64_t *value, int *exists,
     rc = mc_parse(val, vlen, value) == 0 ? IDP_OK
                                          : mc_not_number(key, val, vlen, err);
     free(val);
-    if (rc == IDP_OK)
+    if (rc == IDP_OK && *value > IDP_MAX_VALUE)
+        rc = mc_too_big("", key, *value, err);
+    if (rc == IDP_OK) {
         *exists = 1;
+        mc_seen_add(&s->seen, key);  /* a look below the limit (incr.c) */
+    }
     return rc;
 }
 
@@ -547,14 +399,18 @@ static int mc_raise_to(void *store, const char *key, uint64_t value,
         tries++;
         if ((rc = mc_gets(s, key, &exists, &cur, &cas, err)) != IDP_OK)
             return rc;
+        if (exists && cur > IDP_MAX_VALUE)
+            return mc_too_big("cannot raise: ", key, cur, err);
         if (exists ? cur >= value : value == 0) {
             *result = cur;
+            mc_seen_add(&s->seen, key);  /* a look below the limit */
             return IDP_OK;
         }
         if ((rc = mc_put(s, key, value, exists, cas, &stored, err)) != IDP_OK)
             return rc;
         if (stored) {
             *result = value;
+            mc_seen_add(&s->seen, key);
             return IDP_OK;
         }
     } while (mc_now_ms() < deadline);
@@ -696,6 +552,8 @@ static void mc_close(void *store)
     if (s == NULL)
         return;
     mc_drop(s);
+    mcw_free(s->wire);
+    mc_seen_free(&s->seen);
     free(s);
 }
 
@@ -708,11 +566,15 @@ static void mc_close(void *store)
  * has no call that closes a server's socket without sending it. The leak
  * is one handle per client inherited; its sockets stay open in the child
  * until it exits (while the parent's copies are open, that changes nothing
- * for the server).
+ * for the server). The sockets of wire.c are closed: close() sends nothing
+ * while the parent holds the same sockets open.
  */
 static void mc_drop_child(void *store)
 {
-    (void)store;
+    mc_store *s = store;
+    mcw_free(s->wire);
+    s->wire = NULL;
+    mc_seen_free(&s->seen);
 }
 
 static int mc_open(const idp_host *host, void **store, idp_error *err)
@@ -726,6 +588,10 @@ static int mc_open(const idp_host *host, void **store, idp_error *err)
         return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
     s->host = host;
     s->timeout_ms = host->timeout_ms;
+    if ((s->wire = mcw_new(u->nhosts)) == NULL) {
+        free(s);
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory");
+    }
     for (size_t i = 0, off = 0; i < u->nhosts && off < sizeof s->servers; i++) {
         char hp[128];
         mc_hostport(&u->hosts[i], hp, sizeof hp);
@@ -767,7 +633,7 @@ static const idp_plugin mc_plugin = {
     .close = mc_close,
     .incr = mc_incr,
     .get = mc_get,
-    .incr_many = NULL,   /* no pipelined incr in libmemcached: one by one */
+    .incr_many = NULL,   /* one by one */
     .raise_to = mc_raise_to,
     .list = NULL,        /* memcached cannot enumerate keys reliably */
     .drop = mc_drop_child,

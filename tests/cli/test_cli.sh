@@ -257,6 +257,39 @@ want_rc 1
 want_err_has "$TMP/no/such/dir/m.prom"
 end
 
+# run_to FILE CMD [ARGS...]: like run, with stdout going to FILE (a device
+# such as /dev/full), so only the exit code and stderr are seen.
+run_to() {
+    local to=$1
+    shift
+    cmd="$* >$to"
+    timeout "$RUN_TIMEOUT" "$@" </dev/null >"$to" 2>"$TMP/err"
+    rc=$?
+    out=
+    err=$(cat "$TMP/err")
+}
+
+for args in "next mem:// c" "next mem:// c -n 100000" "incr mem:// c 7" \
+            "get mem:// c"; do
+    begin "${args%% *} to a full disk (/dev/full): exit 1, says why ($args)"
+    # shellcheck disable=SC2086 # the words of $args are the arguments
+    run_to /dev/full "$CLI" $args
+    want_rc 1
+    want_err_has "cannot write the output: No space left on device"
+    end
+done
+
+begin "next into a closed pipe with SIGPIPE ignored: exit 1, no message"
+cmd="trap '' PIPE; $CLI next mem:// c -n 100000 | head -1"
+out=$(bash -c "trap '' PIPE; \"\$1\" next mem:// c -n 100000 2>\"\$2\" | head -1; exit \${PIPESTATUS[0]}" \
+          _ "$CLI" "$TMP/err")
+rc=$?
+err=$(cat "$TMP/err")
+want_rc 1
+want_out 1
+want_err_empty
+end
+
 # ---- metrics ---------------------------------------------------------------
 
 have_promtool=1

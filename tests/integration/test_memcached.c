@@ -471,17 +471,19 @@ START_TEST(test_values_stop_below_2_63_never_wrap)
     idp_counter *ctr = tu_counter(c, "big");
     for (uint64_t i = 9; i >= 5; i--)
         ck_assert_uint_eq(tu_next(ctr), TWO63 - i);
-    /* 2^63-5 + 20 passes the limit: refused, and so is everything after */
+    /* 2^63-5 + 20 passes the limit: refused. memcached's incr has no
+     * condition, so the plugin undoes it (a decr of 20): the room left is
+     * still there, to the last value below 2^63. */
     ck_assert_int_eq(idp_incr(ctr, 20, &last, &err), IDP_ERANGE);
+    ck_assert_uint_eq(tu_get(c, "big", NULL), TWO63 - 5);
+    for (uint64_t i = 4; i >= 1; i--)
+        ck_assert_uint_eq(tu_next(ctr), TWO63 - i);
+    /* then everything is refused, and memcached, which wraps at 2^64,
+     * never moves away from 2^63-1 however often it is asked */
     ck_assert_int_eq(idp_next(ctr, &v, &err), IDP_ERANGE);
-    ck_assert_int_eq(idp_incr(ctr, 1, &last, &err), IDP_ERANGE);
-    /* The refused increments moved memcached's value (its incr has no
-     * condition); the plugin pins an exhausted counter at exactly 2^63 so
-     * that memcached, which wraps at 2^64, never comes back around. */
-    ck_assert_uint_eq(tu_get(c, "big", NULL), TWO63);
     for (int i = 0; i < 50; i++)
         ck_assert_int_eq(idp_incr(ctr, (uint64_t)1 << 20, &last, &err), IDP_ERANGE);
-    ck_assert_uint_eq(tu_get(c, "big", NULL), TWO63);
+    ck_assert_uint_eq(tu_get(c, "big", NULL), TWO63 - 1);
 
     /* An increment larger than the room left is refused without using it. */
     ck_assert_int_eq(idp_raise(c, "big2", TWO63 - ((uint64_t)1 << 41), &v, &err), IDP_OK);
@@ -500,6 +502,148 @@ START_TEST(test_values_stop_below_2_63_never_wrap)
     idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr3, &st);
     ck_assert_uint_eq(st.ids_served, 0);
+    ck_assert_uint_eq(tu_get(c, "big3", NULL), TWO63 - 10);
+    idp_close(c);
+    server_stop(&s, 0);
+}
+END_TEST
+
+/* Sets `key` to the text `value` (as another tool would) over a raw
+ * text-protocol socket. */
+static void raw_set(const server *s, const char *key, const char *value)
+{
+    char cmd[512], buf[128];
+    snprintf(cmd, sizeof cmd, "set %s 0 0 %zu\r\n%s\r\n", key,
+             strlen(value), value);
+    ck_assert_int_gt(mc_raw(s->port, cmd, "\r\n", buf, sizeof buf), 0);
+    ck_assert_msg(strcmp(buf, "STORED\r\n") == 0, "set %s: %s", key, buf);
+}
+
+/* The value of `key` as memcached holds it, padding removed; "" when
+ * missing. */
+static const char *raw_get(const server *s, const char *key, char *out,
+                           size_t len)
+{
+    char cmd[300], buf[512];
+    snprintf(cmd, sizeof cmd, "get %s\r\n", key);
+    ck_assert_int_gt(mc_raw(s->port, cmd, "END\r\n", buf, sizeof buf), 0);
+    out[0] = '\0';
+    const char *v = strstr(buf, "\r\n");
+    if (strncmp(buf, "VALUE ", 6) == 0 && v != NULL)
+        snprintf(out, len, "%.*s", (int)strcspn(v + 2, " \r"), v + 2);
+    return out;
+}
+
+/*
+ * Another tool wrote a counter at or past 2^63 (up to 2^64-6, where
+ * memcached's incr would wrap around to a small value): every path refuses
+ * it naming the key and the value, and none ever writes a lower value.
+ */
+START_TEST(test_value_past_2_63_from_another_tool_is_refused_never_lowered)
+{
+    static const char *const values[] = {
+        "18446744073709551610", "9223372036854775808", "9223372036854776000"};
+    server s;
+    char got[64];
+    start_mc(&s, "-M");
+    for (int mp = 1; mp >= 0; mp--) {
+        idp_client *c = open_ok(&s, mp ? "?batch=256" : "?metaprime=0");
+        for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "f%d_%zu", mp, i);
+            raw_set(&s, key, values[i]);
+            idp_counter *ctr = tu_counter(c, key);
+            idp_error err = {0, ""};
+            uint64_t v = 0;
+            int exists = -1;
+            ck_assert_int_eq(idp_next(ctr, &v, &err), IDP_ERANGE);
+            ck_assert_msg(strstr(err.msg, values[i]) != NULL, "%s", err.msg);
+            ck_assert_int_eq(idp_incr(ctr, (uint64_t)1 << 40, &v, &err),
+                             IDP_ERANGE);
+            ck_assert_int_eq(idp_raise(c, key, 5, &v, &err), IDP_ERANGE);
+            ck_assert_int_eq(idp_get(c, key, &v, &exists, &err), IDP_ERANGE);
+            ck_assert_msg(strstr(err.msg, key) != NULL &&
+                          strstr(err.msg, values[i]) != NULL, "%s", err.msg);
+            ck_assert_str_eq(raw_get(&s, key, got, sizeof got), values[i]);
+        }
+        idp_close(c);
+    }
+    server_stop(&s, 0);
+}
+END_TEST
+
+/*
+ * A large value written after this client's first look at the counter: the
+ * increment that meets it is refused and undone (2^63 + 5 stays 2^63 + 5),
+ * and one that wraps memcached past 2^64 is refused and the value before
+ * the wrap put back.
+ */
+START_TEST(test_large_value_written_later_is_refused_and_restored)
+{
+    server s;
+    char got[64];
+    idp_error err = {0, ""};
+    uint64_t v = 0;
+    start_mc(&s, "-M");
+    idp_client *c = open_ok(&s, "?metaprime=0");
+    idp_counter *ctr = tu_counter(c, "w");
+    ck_assert_uint_eq(tu_next(ctr), 1);
+    raw_set(&s, "w", "9223372036854775813");
+    ck_assert_int_eq(idp_incr(ctr, 10, &v, &err), IDP_ERANGE);
+    ck_assert_str_eq(raw_get(&s, "w", got, sizeof got), "9223372036854775813");
+    raw_set(&s, "w", "18446744073709551610");   /* 2^64 - 6 */
+    ck_assert_int_eq(idp_incr(ctr, 10, &v, &err), IDP_ERANGE);
+    ck_assert_msg(strstr(err.msg, "2^63") != NULL, "%s", err.msg);
+    ck_assert_str_eq(raw_get(&s, "w", got, sizeof got), "18446744073709551610");
+    /* back below the limit, the same client serves on */
+    raw_set(&s, "w", "41");
+    ck_assert_uint_eq(tu_next(ctr), 42);
+    idp_close(c);
+    server_stop(&s, 0);
+}
+END_TEST
+
+/*
+ * A full memcached (-M, a small -m) asked to grow a counter another tool
+ * wrote ("9": "10" needs a new item) answers "out of memory".
+ * libmemcached 1.1.4 aborts the process on that answer to an incr; the
+ * plugin must report it as an error and stay usable.
+ */
+START_TEST(test_out_of_memory_answer_to_incr_is_an_error)
+{
+    server s;
+    char cmd[1200], buf[256], got[64];
+    start_mc(&s, "-M -m 2 -I 512k");
+    raw_set(&s, "foreign", "9");
+    idp_client *c = open_ok(&s, "?metaprime=0");
+    /* a counter of ours, created while there is room */
+    ck_assert_uint_eq(tu_next(tu_counter(c, "ours")), 1);
+    /* fill the memory: item sizes from large to small, until refused */
+    static const size_t sizes[] = {1000, 500, 200, 100, 50, 20, 10, 5, 1};
+    char value[1001];
+    memset(value, 'x', sizeof value - 1);
+    int refused = 0;
+    for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+        for (int i = 0; i < 100000; i++) {
+            snprintf(cmd, sizeof cmd, "set fill%zu_%d 0 0 %zu\r\n%.*s\r\n",
+                     sizes[z], i, sizes[z], (int)sizes[z], value);
+            ck_assert_int_gt(mc_raw(s.port, cmd, "\r\n", buf, sizeof buf), 0);
+            if (strncmp(buf, "SERVER_ERROR", 12) == 0) {
+                refused++;
+                break;
+            }
+        }
+    }
+    ck_assert_int_gt(refused, 0);
+    idp_counter *ctr = tu_counter(c, "foreign");
+    idp_error err = {0, ""};
+    uint64_t v = 0;
+    ck_assert_int_eq(idp_next(ctr, &v, &err), IDP_ESTORE);
+    ck_assert_msg(strstr(err.msg, "out of memory") != NULL &&
+                  strstr(err.msg, "foreign") != NULL, "%s", err.msg);
+    ck_assert_str_eq(raw_get(&s, "foreign", got, sizeof got), "9");
+    /* the client goes on: our padded counter grows in place */
+    ck_assert_uint_eq(tu_next(tu_counter(c, "ours")), 2);
     idp_close(c);
     server_stop(&s, 0);
 }
@@ -791,7 +935,11 @@ int main(void)
         test_late_reply_is_never_taken_for_a_later_answer,
         test_restarted_server_answers_are_refused_as_regression,
         test_flushed_counter_is_refused_never_served,
-        test_values_stop_below_2_63_never_wrap, test_raise_never_lowers,
+        test_values_stop_below_2_63_never_wrap,
+        test_value_past_2_63_from_another_tool_is_refused_never_lowered,
+        test_large_value_written_later_is_refused_and_restored,
+        test_out_of_memory_answer_to_incr_is_an_error,
+        test_raise_never_lowers,
         test_counters_spread_over_servers_by_consistent_hashing,
         test_bad_store_uris_are_refused,
         test_keys_memcached_cannot_hold_are_refused, test_list_is_unsupported,

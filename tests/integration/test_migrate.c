@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,10 +78,10 @@ static int run_cli(char *out, size_t len, const char *const *args)
         dup2(fds[1], 1);
         dup2(fds[1], 2);
         close(fds[0]);
-        char *argv[16];
+        char *argv[32];
         int n = 0;
         argv[n++] = (char *)cli;
-        for (; args[n - 1] != NULL && n < 15; n++)
+        for (; args[n - 1] != NULL && n < 31; n++)
             argv[n] = (char *)args[n - 1];
         argv[n] = NULL;
         execv(cli, argv);
@@ -216,13 +219,131 @@ START_TEST(test_memcached_needs_counter_names)
 }
 END_TEST
 
+/* Sets `key` to the text `value` on the memcached at 127.0.0.1:port, with
+ * the text protocol, as another tool would. */
+static void mc_set_raw(int port, const char *key, const char *value)
+{
+    char cmd[512], buf[64];
+    snprintf(cmd, sizeof cmd, "set %s 0 0 %zu\r\n%s\r\n", key,
+             strlen(value), value);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(write(fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    ck_assert_str_eq(buf, "STORED\r\n");
+}
+
+/*
+ * FROM is one server of a memcached pool of two (as a user naming one node
+ * of a cluster): the counters the pool keeps on the other server are not in
+ * FROM. Copying nothing for them and exiting 0 would let clients moved to
+ * TO hand their IDs out again, so each is named and the exit code is 1;
+ * the counters FROM does hold are still copied.
+ */
+START_TEST(test_counter_not_in_from_is_never_skipped_silently)
+{
+    server a, b;
+    char dir[PATH_MAX];
+    ck_assert_int_eq(server_start(&a, "memcached", "-M"), 0);
+    ck_assert_int_eq(server_start(&b, "memcached", "-M"), 0);
+    ck_assert_ptr_nonnull(harness_tmpdir(dir, sizeof dir));
+    char pool[256], only_a[256], tu[PATH_MAX + 64];
+    snprintf(pool, sizeof pool, "memcached://127.0.0.1:%d,127.0.0.1:%d",
+             a.port, b.port);
+    server_uri(&a, "", only_a, sizeof only_a);
+    snprintf(tu, sizeof tu, "sqlite://%s/to.db", dir);
+
+    enum { N = 12 };
+    const char *args[N + 4] = {"migrate", only_a, tu};
+    char names[N][16];
+    int on_a[N], na = 0;
+    idp_client *c = tu_open(pool, NULL);
+    idp_client *ca = tu_open(only_a, NULL);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "n%d", i);
+        args[3 + i] = names[i];
+        ck_assert_int_eq(idp_raise(c, names[i], 100 + (uint64_t)i, NULL, NULL),
+                         IDP_OK);
+        int exists;
+        tu_get(ca, names[i], &exists);
+        on_a[i] = exists;
+        na += exists;
+    }
+    idp_close(ca);
+    idp_close(c);
+    /* consistent hashing spreads 12 counters over both servers */
+    ck_assert_msg(na > 0 && na < N, "%d of %d counters on server A", na, N);
+
+    char out[8192];
+    ck_assert_int_eq(run_cli(out, sizeof out, args), 1);
+    char line[128];
+    for (int i = 0; i < N; i++) {
+        if (on_a[i]) {
+            snprintf(line, sizeof line, "%s: raised TO from 0 to %d", names[i],
+                     100 + i);
+            ASSERT_HAS(out, line);
+            ck_assert_uint_eq(value_of(tu, names[i]), 100 + (uint64_t)i);
+        } else {
+            snprintf(line, sizeof line, "%s: not in FROM: not migrated",
+                     names[i]);
+            ASSERT_HAS(out, line);
+            ck_assert_uint_eq(value_of(tu, names[i]), 0);
+        }
+    }
+    snprintf(line, sizeof line, "%d of %d counters not migrated: ", N - na, N);
+    ASSERT_HAS(out, line);
+    server_stop(&a, 0);
+    server_stop(&b, 0);
+}
+END_TEST
+
+/* A counter FROM cannot read (not a number; at or past 2^63, set by another
+ * tool) is named and makes the exit code 1; the others are still copied,
+ * and the last line names every counter that was not. */
+START_TEST(test_unreadable_counter_fails_migrate_others_copied)
+{
+    stores s;
+    stores_start(&s);
+    char fu[PATH_MAX + 128], tu[PATH_MAX + 128];
+    uri_of(&s, MEMCACHED, "?prefix=u.", fu, sizeof fu);
+    uri_of(&s, SQLITE, "?prefix=u.", tu, sizeof tu);
+    idp_client *c = tu_open(fu, NULL);
+    ck_assert_int_eq(idp_raise(c, "good", 40, NULL, NULL), IDP_OK);
+    idp_close(c);
+    mc_set_raw(s.memcached.port, "u.word", "abc");
+    mc_set_raw(s.memcached.port, "u.huge", "18446744073709551610");
+    char out[8192];
+    const char *args[] = {"migrate", fu, tu, "word", "good", "huge", NULL};
+    ck_assert_int_eq(run_cli(out, sizeof out, args), 1);
+    ASSERT_HAS(out, "word: reading FROM: ");
+    ASSERT_HAS(out, "'u.word' holds 'abc'");
+    ASSERT_HAS(out, "good: raised TO from 0 to 40");
+    ASSERT_HAS(out, "huge: reading FROM: ");
+    ASSERT_HAS(out, "18446744073709551610");
+    ASSERT_HAS(out, "2 of 3 counters not migrated: word, huge");
+    ck_assert_uint_eq(value_of(tu, "good"), 40);
+    ck_assert_uint_eq(value_of(tu, "word"), 0);
+    ck_assert_uint_eq(value_of(tu, "huge"), 0);
+    stores_stop(&s);
+}
+END_TEST
+
 int main(void)
 {
     const TTest *tests[] = {
         test_migrate_every_pair_raises_never_lowers,
         test_dry_run_changes_nothing,
         test_migrate_without_names_takes_every_counter,
-        test_memcached_needs_counter_names, NULL};
+        test_memcached_needs_counter_names,
+        test_counter_not_in_from_is_never_skipped_silently,
+        test_unreadable_counter_fails_migrate_others_copied, NULL};
     const tu_case cases[] = {
         {.name = "migrate", .tests = tests}, {.name = NULL}};
     return tu_run(tu_suite("migrate", 180, cases));
