@@ -1,9 +1,10 @@
 /*
- * conn.c - the redis plugin's connection: opening it (timeouts, AUTH and
- * SELECT re-applied on every reconnect), sending a command or a pipeline
- * and reading every reply, telling a lost connection from a slow one,
- * reopening a connection that is out of step, and keeping SIGPIPE from
- * killing the program. redis.c sends the store's commands through here.
+ * conn.c - the connection to one Redis server, for every redis plugin:
+ * opening it (timeouts, AUTH and SELECT re-applied on every reconnect),
+ * sending a command or a pipeline and reading every reply, telling a lost
+ * connection from a slow one, reopening a connection that is out of step,
+ * and keeping SIGPIPE from killing the program. ops.c, list.c and the
+ * plugins send their commands through here.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -101,6 +102,13 @@ const char *rd_describe(const redisReply *r, char *buf, size_t len)
     return buf;
 }
 
+long long rd_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 /* ---- The connection ---------------------------------------------------- */
 
 void rd_drop(rd_store *s)
@@ -109,6 +117,20 @@ void rd_drop(rd_store *s)
         redisFree(s->c);
         s->c = NULL;
     }
+}
+
+/*
+ * In a child after fork(), for the parent's connection: frees it without a
+ * byte on it. redisFree (hiredis 0.14 and 1.x) only closes the fd
+ * (redisNetClose: close(2), no shutdown(2)), and frees the output buffer
+ * unsent, the reader and the context; these plugins use no SSL (whose free
+ * hook would be the only other code run). Closing the child's copy of the
+ * socket sends nothing (no FIN) while the parent still holds its own: the
+ * socket is shut only when its last descriptor goes.
+ */
+void rd_forget(rd_store *s)
+{
+    rd_drop(s);
 }
 
 /* 1 when a hiredis I/O error is a timeout: the socket's SO_RCVTIMEO or the
@@ -146,6 +168,88 @@ static int rd_lost(rd_store *s, const char *what, int e, idp_error *err)
     return rc;
 }
 
+/* 1 when a reply says the server is a replica now (a failover demoted
+ * it): READONLY to a write. */
+static int rd_is_readonly(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "READONLY", 8) == 0;
+}
+
+/* Appends n commands of any lengths and writes them out (the contract is
+ * in redis_internal.h). argcs == NULL: every command has `argc` words. */
+static int rd_write(rd_store *s, const char *what, size_t n, int argc,
+                    const int *argcs, const char **argv, idp_error *err)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        int words = argcs != NULL ? argcs[i] : argc;
+        errno = 0;
+        if (redisAppendCommandArgv(s->c, words, argv + at, NULL) != REDIS_OK)
+            return rd_lost(s, what, errno, err);
+        at += (size_t)words;
+    }
+    int done = 0;
+    while (!done) {
+        errno = 0;
+        if (redisBufferWrite(s->c, &done) != REDIS_OK)
+            return rd_lost(s, what, errno, err);
+    }
+    return IDP_OK;
+}
+
+/* Reads n replies into replies[]; on a lost one frees those read. A
+ * READONLY reply drops the connection afterwards where s->readonly_drops
+ * says so (every reply was read: the connection is in step, but it leads
+ * to a replica now). */
+static int rd_read(rd_store *s, const char *what, size_t n,
+                   redisReply **replies, idp_error *err)
+{
+    size_t got = 0;
+    int readonly = 0;
+    while (got < n) {
+        void *r = NULL;
+        errno = 0;
+        if (redisGetReply(s->c, &r) != REDIS_OK || r == NULL) {
+            int rc = rd_lost(s, what, errno, err);
+            while (got > 0)
+                freeReplyObject(replies[--got]);
+            return rc;
+        }
+        readonly |= rd_is_readonly(r);
+        replies[got++] = r;
+    }
+    if (readonly && s->readonly_drops) {
+        s->host->log(s->host, IDP_LOG_INFO, "%s answered READONLY: it is a "
+                     "replica now; the next call asks where the master is",
+                     s->where);
+        rd_drop(s);
+    }
+    return IDP_OK;
+}
+
+int rd_send_start(rd_store *s, const char *what, size_t n, const int *argcs,
+                  const char **argv, idp_error *err)
+{
+    int rc = rd_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    rd_sigpipe g;
+    rd_sigpipe_block(&g);
+    rc = rd_write(s, what, n, 0, argcs, argv, err);
+    rd_sigpipe_restore(&g);
+    return rc;
+}
+
+int rd_send_finish(rd_store *s, const char *what, size_t n,
+                   redisReply **replies, idp_error *err)
+{
+    rd_sigpipe g;
+    rd_sigpipe_block(&g);
+    int rc = rd_read(s, what, n, replies, err);
+    rd_sigpipe_restore(&g);
+    return rc;
+}
+
 /* Several commands of any lengths in one round trip (the contract is in
  * redis_internal.h). argcs == NULL: every command has `argc` words. */
 static int rd_send(rd_store *s, const char *what, size_t n, int argc,
@@ -154,27 +258,10 @@ static int rd_send(rd_store *s, const char *what, size_t n, int argc,
 {
     rd_sigpipe g;
     rd_sigpipe_block(&g);
-    int rc = IDP_OK;
-    size_t got = 0, at = 0;
-    for (size_t i = 0; i < n && rc == IDP_OK; i++) {
-        int words = argcs != NULL ? argcs[i] : argc;
-        if (redisAppendCommandArgv(s->c, words, argv + at, NULL) != REDIS_OK)
-            rc = rd_lost(s, what, errno, err);
-        at += (size_t)words;
-    }
-    while (rc == IDP_OK && got < n) {
-        void *r = NULL;
-        errno = 0;
-        if (redisGetReply(s->c, &r) != REDIS_OK || r == NULL) {
-            rc = rd_lost(s, what, errno, err);
-            break;
-        }
-        replies[got++] = r;
-    }
+    int rc = rd_write(s, what, n, argc, argcs, argv, err);
+    if (rc == IDP_OK)
+        rc = rd_read(s, what, n, replies, err);
     rd_sigpipe_restore(&g);
-    if (rc != IDP_OK)
-        while (got > 0)
-            freeReplyObject(replies[--got]);
     return rc;
 }
 
@@ -290,6 +377,8 @@ int rd_ready(rd_store *s, idp_error *err)
         if (s->c->reader->pos < s->c->reader->len || poll(&p, 1, 0) > 0)
             rd_drop(s);
     }
-    return s->c != NULL ? IDP_OK : rd_connect(s, err);
+    if (s->c != NULL)
+        return IDP_OK;
+    return s->reconnect != NULL ? s->reconnect(s, err) : rd_connect(s, err);
 }
 

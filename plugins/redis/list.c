@@ -1,7 +1,8 @@
 /*
- * list.c - listing the redis store's counters: SCAN MATCH with the prefix's
- * glob characters escaped, the keys sorted and de-duplicated (SCAN may
- * return a key twice), then their values read with MGET in chunks.
+ * list.c - listing counters: SCAN MATCH with the prefix's glob characters
+ * escaped, the keys sorted and de-duplicated (SCAN may return a key
+ * twice), then their values read with MGET in chunks. redis-cluster scans
+ * every master with rd_scan and reads the values itself.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,7 @@
 #define RD_SCAN_COUNT "1000"
 #define RD_MGET_CHUNK 1000
 
-typedef struct rd_keys {
-    char **v;
-    size_t n, cap;
-} rd_keys;
-
-static void rd_keys_free(rd_keys *k)
+void rd_keys_free(rd_keys *k)
 {
     for (size_t i = 0; i < k->n; i++)
         free(k->v[i]);
@@ -61,10 +57,10 @@ static char *rd_match_pattern(const char *prefix)
     return p;
 }
 
-/* Every key under the prefix, sorted and without duplicates (SCAN may
- * return a key twice while the keyspace is rehashed). */
-static int rd_scan(rd_store *s, const char *prefix, rd_keys *keys,
-                   idp_error *err)
+/* Every key of one server under the prefix, appended to keys unsorted
+ * (SCAN may return a key twice while the keyspace is rehashed: rd_keys_sort
+ * removes those). */
+int rd_scan(rd_store *s, const char *prefix, rd_keys *keys, idp_error *err)
 {
     char *match = rd_match_pattern(prefix);
     if (match == NULL)
@@ -104,8 +100,12 @@ static int rd_scan(rd_store *s, const char *prefix, rd_keys *keys,
         freeReplyObject(r);
     } while (rc == IDP_OK && strcmp(cursor, "0") != 0);
     free(match);
-    if (rc != IDP_OK)
-        return rc;
+    return rc;
+}
+
+/* Sorts the keys and removes duplicates. */
+void rd_keys_sort(rd_keys *keys)
+{
     qsort(keys->v, keys->n, sizeof *keys->v, rd_keycmp);
     size_t n = 0;
     for (size_t i = 0; i < keys->n; i++) {
@@ -115,7 +115,22 @@ static int rd_scan(rd_store *s, const char *prefix, rd_keys *keys,
             keys->v[n++] = keys->v[i];
     }
     keys->n = n;
-    return IDP_OK;
+}
+
+int rd_list_value(const rd_store *s, const char *key, const redisReply *v,
+                  idp_list_cb cb, void *ud)
+{
+    char shown[64];
+    uint64_t value;
+    if (v->type != REDIS_REPLY_STRING)
+        return 0;
+    if (rd_parse_value(v->str, v->len, &value) != 0) {
+        s->host->log(s->host, IDP_LOG_WARN, "'%s' on %s holds %s, not a "
+                     "counter value: skipped", key, s->where,
+                     rd_describe(v, shown, sizeof shown));
+        return 0;
+    }
+    return cb(ud, key, value);
 }
 
 /*
@@ -133,6 +148,7 @@ int rd_list(void *store, const char *prefix, idp_list_cb cb, void *ud,
         rd_keys_free(&keys);
         return rc;
     }
+    rd_keys_sort(&keys);
     const char **argv = calloc(RD_MGET_CHUNK + 1, sizeof *argv);
     if (argv == NULL) {
         rd_keys_free(&keys);
@@ -153,19 +169,8 @@ int rd_list(void *store, const char *prefix, idp_list_cb cb, void *ud,
             freeReplyObject(r);
             break;
         }
-        for (size_t i = 0; i < n && rc == IDP_OK; i++) {
-            const redisReply *v = r->element[i];
-            uint64_t value;
-            if (v->type != REDIS_REPLY_STRING)
-                continue;
-            if (rd_parse_value(v->str, v->len, &value) != 0) {
-                s->host->log(s->host, IDP_LOG_WARN, "'%s' on %s holds %s, not "
-                             "a counter value: skipped", keys.v[at + i],
-                             s->where, rd_describe(v, shown, sizeof shown));
-                continue;
-            }
-            rc = cb(ud, keys.v[at + i], value);
-        }
+        for (size_t i = 0; i < n && rc == IDP_OK; i++)
+            rc = rd_list_value(s, keys.v[at + i], r->element[i], cb, ud);
         freeReplyObject(r);
     }
     free(argv);

@@ -192,6 +192,9 @@ static const server_kind *const kinds[] = {
 #ifdef HARNESS_MYSQL
     &harness_kind_mysql,
 #endif
+#ifdef HARNESS_REDIS_SENTINEL
+    &harness_kind_redis_sentinel,
+#endif
 };
 
 static const server_kind *find_kind(const char *name)

@@ -51,6 +51,7 @@ typedef struct server_kind {
 /* The kinds in harness_<kind>.c files. */
 extern const server_kind harness_kind_postgresql; /* "postgresql" */
 extern const server_kind harness_kind_mysql;      /* "mysql": mariadbd */
+extern const server_kind harness_kind_redis_sentinel; /* "redis-sentinel" */
 
 /* Runs argv to completion in s->dir as the server's user, its output in
  * the server's log. Returns 0 when it exits 0, else -1 (log shown). */

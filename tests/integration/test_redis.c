@@ -648,6 +648,61 @@ START_TEST(test_disabled_config_is_logged_not_fatal)
 }
 END_TEST
 
+/* ---- What a failure says ------------------------------------------------ */
+
+/*
+ * wait_replicas with timeout_ms=300 gives WAIT 100 ms of it (the rest is
+ * kept for the answer, which Redis sends at its next tick, up to 100 ms
+ * late): the message says so, and how long the answer really took, rather
+ * than a bare "within 100 ms" that contradicts the timeout_ms the user set.
+ */
+START_TEST(test_short_wait_tells_its_timeout_and_the_time_taken)
+{
+    server s;
+    start_redis(&s, NULL);
+    idp_client *c = server_open(&s, "?wait_replicas=1&timeout_ms=300",
+                                &with_log);
+    idp_error err;
+    uint64_t id = 0;
+    long long t0 = tu_now_ms();
+    ck_assert_int_eq(idp_next(tu_counter(c, "w"), &id, &err), IDP_ETIMEOUT);
+    long long took = tu_now_ms() - t0;
+    ck_assert_msg(strstr(err.msg, "only 0 of 1 replicas acknowledged") &&
+                  strstr(err.msg, "within 100 ms, WAIT's timeout "
+                         "(timeout_ms=300 less 200; answered in "), "%s",
+                  err.msg);
+    long long answered = atoll(strstr(err.msg, "answered in ") + 12);
+    ck_assert_msg(answered >= 100 && answered <= took, "answered in %lld "
+                  "ms, the call took %lld ms: %s", answered, took, err.msg);
+    idp_close(c);
+    server_stop(&s, 0);
+}
+END_TEST
+
+/* A prime= of several counters is one pipeline; the one that fails is
+ * named with Redis's own reason. */
+START_TEST(test_failed_prime_names_the_store_reason)
+{
+    server s;
+    char out[64];
+    start_redis(&s, NULL);
+    raw(&s, NULL, "HSET hashed f 1", out, sizeof out);
+    ck_assert_str_eq(out, ":1");
+    raw(&s, NULL, "SET texted abc", out, sizeof out);
+    ck_assert_str_eq(out, "+OK");
+    idp_error err;
+    ck_assert_ptr_null(try_open(redis_uri(&s, "?prime=ok1,hashed,ok2"),
+                                &err));
+    ck_assert_msg(strstr(err.msg, "counter 'hashed'") != NULL &&
+                  strstr(err.msg, "WRONGTYPE Operation against a key") !=
+                      NULL, "%s", err.msg);
+    ck_assert_ptr_null(try_open(redis_uri(&s, "?prime=ok1,texted"), &err));
+    ck_assert_msg(strstr(err.msg, "counter 'texted'") != NULL &&
+                  strstr(err.msg, "not an integer") != NULL, "%s", err.msg);
+    server_stop(&s, 0);
+}
+END_TEST
+
 int main(void)
 {
     const TTest *ids[] = {
@@ -671,10 +726,14 @@ int main(void)
     const TTest *warnings[] = {
         test_persistence_off_is_warned, test_eviction_policy_is_warned,
         test_disabled_config_is_logged_not_fatal, NULL};
+    const TTest *messages[] = {
+        test_short_wait_tells_its_timeout_and_the_time_taken,
+        test_failed_prime_names_the_store_reason, NULL};
     const tu_case cases[] = {
         {.name = "ids", .tests = ids}, {.name = "failures", .tests = failures},
         {.name = "uris", .tests = uris},
         {.name = "operations", .tests = operations},
-        {.name = "warnings", .tests = warnings}, {.name = NULL}};
+        {.name = "warnings", .tests = warnings},
+        {.name = "messages", .tests = messages}, {.name = NULL}};
     return tu_run(tu_suite("redis", 120, cases));
 }
