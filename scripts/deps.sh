@@ -11,7 +11,8 @@ pkgs=(build-essential cmake pkg-config
       check libsubunit-dev
       libpq-dev libmariadb-dev libevent-dev libmicrohttpd-dev python3-redis
       redis-server redis-sentinel memcached sqlite3 postgresql mariadb-server
-      prometheus python3)
+      prometheus python3 mandoc
+      debhelper dpkg-dev lintian)
 
 missing=()
 for p in "${pkgs[@]}"; do
