@@ -1,0 +1,523 @@
+/*
+ * conn.c - client connection handling: bytes from the socket into
+ * hiredis's reader, whole requests out of it, one at a time, into
+ * commands.c; the limits on what a client may send (request size, bulk
+ * length, time to finish a request); back pressure on a client that does
+ * not read its replies; closing.
+ *
+ * The reader is fed at most one chunk past the request it is parsing, and
+ * only while the connection has nothing in flight, so the bytes a client
+ * can make the server hold are bounded by --max-request-bytes plus the
+ * socket buffers (libevent stops reading past a watermark).
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "internal.h"
+
+#define FEED_CHUNK 16384
+
+/* ---- Requests out of hiredis's reader --------------------------------- */
+
+/*
+ * The reader's callbacks build a `req` (an array of bulk strings, the only
+ * shape a request has) and refuse every other shape by returning NULL,
+ * which stops the reader; c->perr says why, in Redis's words.
+ */
+static void req_free(req *r)
+{
+    if (r == NULL)
+        return;
+    for (int i = 0; i < r->filled; i++)
+        free(r->argv[i]);
+    free(r->argv);
+    free(r->lens);
+    free(r);
+}
+
+static void *mk_array(const redisReadTask *t, int elements)
+{
+    conn *c = t->privdata;
+    if (t->parent != NULL) {
+        c->perr = "Protocol error: expected '$', got '*'";
+        return NULL;
+    }
+    /* Every element takes at least 4 bytes ("$0\r\n" and its CRLF): a
+     * count that cannot fit in the limit is refused before anything is
+     * allocated for it. */
+    if ((size_t)elements > c->s->o.max_request_bytes / 4) {
+        c->perr = "Protocol error: invalid multibulk length";
+        return NULL;
+    }
+    req *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        c->perr = "out of memory";
+        return NULL;
+    }
+    r->argc = elements;
+    c->building = r;
+    return r;
+}
+
+/* Grows argv as elements arrive (not by the announced count), so memory
+ * follows the bytes actually received. */
+static int req_push(req *r, const char *p, size_t len)
+{
+    if (r->filled == r->cap) {
+        int cap = r->cap == 0 ? 4 : r->cap * 2;
+        if (cap > r->argc)
+            cap = r->argc;
+        char **argv = realloc(r->argv, (size_t)cap * sizeof *argv);
+        if (argv == NULL)
+            return -1;
+        r->argv = argv;
+        size_t *lens = realloc(r->lens, (size_t)cap * sizeof *lens);
+        if (lens == NULL)
+            return -1;
+        r->lens = lens;
+        r->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, p, len);
+    copy[len] = '\0';
+    r->argv[r->filled] = copy;
+    r->lens[r->filled++] = len;
+    r->bytes += len + 2 * sizeof(void *);
+    return 0;
+}
+
+static void *mk_string(const redisReadTask *t, char *p, size_t len)
+{
+    conn *c = t->privdata;
+    if (t->parent == NULL) {
+        c->perr = t->type == REDIS_REPLY_STRING
+                      ? "Protocol error: expected '*', got '$'"
+                  : t->type == REDIS_REPLY_STATUS
+                      ? "Protocol error: expected '*', got '+'"
+                      : "Protocol error: expected '*', got '-'";
+        return NULL;
+    }
+    if (t->type != REDIS_REPLY_STRING) {
+        c->perr = t->type == REDIS_REPLY_STATUS
+                      ? "Protocol error: expected '$', got '+'"
+                      : "Protocol error: expected '$', got '-'";
+        return NULL;
+    }
+    req *r = c->building;
+    if (r == NULL || req_push(r, p, len) != 0) {
+        c->perr = "out of memory";
+        return NULL;
+    }
+    return r;
+}
+
+static void *mk_integer(const redisReadTask *t, long long v)
+{
+    (void)v;
+    conn *c = t->privdata;
+    c->perr = t->parent == NULL ? "Protocol error: expected '*', got ':'"
+                                : "Protocol error: expected '$', got ':'";
+    return NULL;
+}
+
+static void *mk_nil(const redisReadTask *t)
+{
+    conn *c = t->privdata;
+    c->perr = t->parent == NULL ? "Protocol error: invalid multibulk length"
+                                : "Protocol error: invalid bulk length";
+    return NULL;
+}
+
+/* Called by the reader on the root object only: a request it gives up
+ * (an error) or never handed out. */
+static void free_obj(void *o)
+{
+    req_free(o);
+}
+
+static redisReplyObjectFunctions req_fns = {
+    mk_string, mk_array, mk_integer, mk_nil, free_obj,
+};
+
+/*
+ * When the reader stopped inside a bulk string whose length line it has,
+ * that length: a client announcing 600 MB is answered now, as Redis does,
+ * not after it sent them. The reader keeps the length line unconsumed
+ * until the whole bulk is there (true of hiredis 0.14 and 1.x alike; only
+ * the task stack's name differs). Returns 1 and *len, or 0.
+ */
+static int pending_bulk(const redisReader *rd, unsigned long long *len)
+{
+    if (rd->ridx < 0)
+        return 0;
+#if HIREDIS_MAJOR == 0
+    const redisReadTask *t = &rd->rstack[rd->ridx];
+#else
+    const redisReadTask *t = rd->task[rd->ridx];
+#endif
+    if (t->type != REDIS_REPLY_STRING || rd->pos >= rd->len)
+        return 0;
+    const char *p = rd->buf + rd->pos, *end = rd->buf + rd->len;
+    unsigned long long v = 0;
+    int digits = 0;
+    for (; p < end && *p >= '0' && *p <= '9'; p++, digits++)
+        v = digits < 19 ? v * 10 + (unsigned)(*p - '0') : ULLONG_MAX;
+    if (digits == 0 || p >= end || *p != '\r')
+        return 0;
+    *len = v;
+    return 1;
+}
+
+/* Why the request being read must be refused, or NULL. */
+static const char *partial_refused(conn *c)
+{
+    static char msg[128];
+    size_t max = c->s->o.max_request_bytes;
+    size_t held = c->rd->len - c->rd->pos +
+                  (c->building != NULL ? c->building->bytes : 0);
+    unsigned long long blen;
+    if (pending_bulk(c->rd, &blen)) {
+        if (blen > SERVE_MAX_BULK)
+            return "Protocol error: invalid bulk length";
+        held += (size_t)blen;
+    }
+    if (held > max) {
+        snprintf(msg, sizeof msg, "Protocol error: request larger than %zu "
+                 "bytes (--max-request-bytes)", max);
+        return msg;
+    }
+    return NULL;
+}
+
+/* The reader's refusal in Redis's words. hiredis names a bad type byte
+ * ('Protocol error, got "P" as reply type byte': an inline command, which
+ * this server does not take) in its own; Redis says what it expected. */
+static const char *reader_error(conn *c, int nested)
+{
+    static char msg[160];
+    static const char pre[] = "Protocol error, got \"";
+    if (c->perr != NULL)
+        return c->perr;
+    const char *e = c->rd->errstr, *q;
+    if (strncmp(e, pre, sizeof pre - 1) == 0 &&
+        (q = strstr(e + sizeof pre - 1, "\" as reply type")) != NULL)
+        /* the byte as hiredis shows it: P, or \x01 for a control byte */
+        snprintf(msg, sizeof msg, "Protocol error: expected '%c', got '%.*s'",
+                 nested ? '$' : '*', (int)(q - e - (sizeof pre - 1)),
+                 e + sizeof pre - 1);
+    else
+        snprintf(msg, sizeof msg, "Protocol error: %s", e);
+    return msg;
+}
+
+/* Bytes of a request begun and not finished, read or still buffered. */
+static size_t partial_bytes(const conn *c)
+{
+    return c->rd->len - c->rd->pos + evbuffer_get_length(c->in) +
+           (c->building != NULL ? 1 : 0);
+}
+
+/* ---- Closing ---------------------------------------------------------- */
+
+void conn_free(conn *c)
+{
+    if (c->timer != NULL)
+        event_free(c->timer);
+    if (c->bev != NULL) {
+        bufferevent_free(c->bev);
+    } else {
+        if (c->in != NULL)
+            evbuffer_free(c->in);
+        if (c->out != NULL)
+            evbuffer_free(c->out);
+    }
+    c->building = NULL;
+    redisReaderFree(c->rd);
+    free(c->name);
+    free(c);
+}
+
+static void conn_unlink(conn *c)
+{
+    srv *s = c->s;
+    *(c->prev != NULL ? &c->prev->next : &s->conns) = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->nconns--;
+    atomic_fetch_sub_explicit(&s->st.conns_current, 1, memory_order_relaxed);
+}
+
+void conn_discard(conn *c)
+{
+    if (c->wait == WAIT_RANGE)
+        ctrs_unwait(c);
+    conn_unlink(c);
+    conn_free(c);
+}
+
+void conn_close(conn *c, const char *why)
+{
+    srv *s = c->s;
+    if (s->base == NULL) { /* a socketless session: its owner frees it */
+        c->closing = 1;
+        return;
+    }
+    if (c->dead)
+        return;
+    if (s->o.verbose)
+        fprintf(stderr, "idprime serve: client %llu closed: %s\n",
+                (unsigned long long)c->id, why);
+    if (c->wait == WAIT_RANGE)
+        ctrs_unwait(c);
+    if (c->timer != NULL) {
+        event_free(c->timer);
+        c->timer = NULL;
+    }
+    conn_unlink(c);
+    if (c->wait == WAIT_JOB) {
+        /* the job's end frees it (and writes no reply); the socket goes
+         * now */
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+        c->in = c->out = NULL;
+        c->dead = 1;
+    } else {
+        conn_free(c);
+    }
+    srv_maybe_exit(s);
+}
+
+void conn_close_after_reply(conn *c)
+{
+    c->closing = 1;
+    if (c->bev == NULL)
+        return;
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    if (evbuffer_get_length(c->out) == 0)
+        conn_close(c, "closed after its reply");
+}
+
+static void protocol_error(conn *c, const char *why)
+{
+    atomic_fetch_add_explicit(&c->s->st.errors_protocol, 1,
+                              memory_order_relaxed);
+    resp_error(c, "%s", why);
+    conn_close_after_reply(c);
+}
+
+/* ---- Timers ----------------------------------------------------------- */
+
+enum { TIMER_OFF, TIMER_REQUEST, TIMER_IDLE };
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn *c = arg;
+    atomic_fetch_add_explicit(&c->s->st.timeouts, 1, memory_order_relaxed);
+    conn_close(c, c->timer_mode == TIMER_REQUEST
+                      ? "request not finished within --request-timeout-ms"
+                      : "idle for --idle-timeout-ms");
+}
+
+static void timer_set(conn *c, int mode, unsigned ms)
+{
+    if (c->timer == NULL)
+        return;
+    if (mode == TIMER_OFF || ms == 0) {
+        event_del(c->timer);
+        c->timer_mode = TIMER_OFF;
+        return;
+    }
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(c->timer, &tv);
+    c->timer_mode = mode;
+}
+
+/* After a run: the timer that fits what the connection is doing. A
+ * request begun must end within --request-timeout-ms of the last one
+ * (bytes trickling in do not extend it); a connection waiting for the
+ * server has no deadline; an idle one has --idle-timeout-ms, if any. */
+static void conn_after(conn *c, int progressed)
+{
+    srv *s = c->s;
+    if (c->closing || c->dead)
+        return;
+    if (c->wait != WAIT_NONE) {
+        timer_set(c, TIMER_OFF, 0);
+        return;
+    }
+    int blocked = evbuffer_get_length(c->out) > SERVE_OUT_HIGH;
+    if (s->stopping && !blocked) {
+        /* draining: everything read is answered; a partial request is not */
+        conn_close_after_reply(c);
+        return;
+    }
+    if (blocked || partial_bytes(c) > 0) {
+        if (c->timer_mode != TIMER_REQUEST || progressed)
+            timer_set(c, TIMER_REQUEST, s->o.request_timeout_ms);
+    } else {
+        timer_set(c, s->o.idle_timeout_ms ? TIMER_IDLE : TIMER_OFF,
+                  s->o.idle_timeout_ms);
+    }
+}
+
+/* ---- Running requests ------------------------------------------------- */
+
+void conn_process(conn *c)
+{
+    int progressed = 0;
+    while (c->wait == WAIT_NONE && !c->closing && !c->dead) {
+        if (evbuffer_get_length(c->out) > SERVE_OUT_HIGH)
+            break; /* resumed by the write callback */
+        void *obj = NULL;
+        c->perr = NULL;
+        if (redisReaderGetReply(c->rd, &obj) != REDIS_OK) {
+            int nested = c->building != NULL;
+            c->building = NULL; /* freed by the reader */
+            protocol_error(c, reader_error(c, nested));
+            return;
+        }
+        if (obj != NULL) {
+            req *r = obj;
+            c->building = NULL;
+            progressed = 1;
+            int rc = r->argc > 0 ? cmd_exec(c, r) : EXEC_DONE;
+            req_free(r);
+            if (rc == EXEC_CLOSE) {
+                conn_close_after_reply(c);
+                return;
+            }
+            continue;
+        }
+        const char *why = partial_refused(c);
+        if (why != NULL) {
+            protocol_error(c, why);
+            return;
+        }
+        char buf[FEED_CHUNK];
+        int n = evbuffer_remove(c->in, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        if (redisReaderFeed(c->rd, buf, (size_t)n) != REDIS_OK) {
+            protocol_error(c, "out of memory");
+            return;
+        }
+    }
+    conn_after(c, progressed);
+}
+
+void conn_resume(conn *c)
+{
+    c->wait = WAIT_NONE;
+    c->wait_ce = NULL;
+    if (c->dead) {
+        srv *s = c->s;
+        conn_free(c);
+        srv_maybe_exit(s);
+        return;
+    }
+    conn_process(c);
+}
+
+void conn_drain(conn *c)
+{
+    if (c->bev != NULL)
+        bufferevent_disable(c->bev, EV_READ);
+    if (c->wait == WAIT_NONE && !c->closing)
+        conn_process(c);
+}
+
+/* ---- libevent callbacks ----------------------------------------------- */
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_process(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn *c = arg;
+    if (c->closing) {
+        if (evbuffer_get_length(c->out) == 0)
+            conn_close(c, "closed after its reply");
+        return;
+    }
+    if (c->wait == WAIT_NONE)
+        conn_process(c); /* the output drained below the low mark */
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    conn_close(arg, what & BEV_EVENT_EOF ? "the client closed the connection"
+                                         : "socket error");
+}
+
+conn *conn_new(srv *s, struct bufferevent *bev)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->s = s;
+    c->id = ++s->next_conn_id;
+    c->proto = 2;
+    c->authed = s->o.password == NULL;
+    c->rd = redisReaderCreateWithFunctions(&req_fns);
+    if (c->rd == NULL) {
+        free(c);
+        return NULL;
+    }
+    redisReaderSetPrivdata(c->rd, c);
+    if (bev != NULL) {
+        c->bev = bev;
+        c->in = bufferevent_get_input(bev);
+        c->out = bufferevent_get_output(bev);
+        c->timer = evtimer_new(s->base, timer_cb, c);
+        if (c->timer == NULL) {
+            redisReaderFree(c->rd);
+            free(c);
+            return NULL;
+        }
+        /* past this much unread input, libevent stops reading the socket */
+        bufferevent_setwatermark(bev, EV_READ, 0,
+                                 s->o.max_request_bytes + FEED_CHUNK);
+        bufferevent_setwatermark(bev, EV_WRITE, SERVE_OUT_LOW, 0);
+        bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
+    } else {
+        c->in = evbuffer_new();
+        c->out = evbuffer_new();
+        if (c->in == NULL || c->out == NULL) {
+            if (c->in != NULL)
+                evbuffer_free(c->in);
+            if (c->out != NULL)
+                evbuffer_free(c->out);
+            redisReaderFree(c->rd);
+            free(c);
+            return NULL;
+        }
+    }
+    c->next = s->conns;
+    if (s->conns != NULL)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    atomic_fetch_add_explicit(&s->st.conns_current, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->st.conns_total, 1, memory_order_relaxed);
+    if (bev != NULL) {
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+        conn_after(c, 0); /* the idle timer, if any */
+    }
+    return c;
+}
