@@ -10,6 +10,9 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#ifdef IDPRIME_HAVE_SERVE
+#include "serve.h"
+#endif
 
 static const char usage[] =
     "usage: idprime COMMAND [ARGS...]\n"
@@ -25,6 +28,10 @@ static const char usage[] =
     "  migrate FROM_URI TO_URI [COUNTER...]\n"
     "                                raise each counter in TO to at least its\n"
     "                                value in FROM (never lower it)\n"
+#ifdef IDPRIME_HAVE_SERVE
+    "  serve [options] [URI]         a Redis-protocol server: INCR/INCRBY/GET\n"
+    "                                answered by the engine from URI\n"
+#endif
     "\n"
     "Common options: --config FILE.lua (a config script: uri, settings,\n"
     "batch policy; a URI given beside it wins), --metrics FILE (Prometheus\n"
@@ -209,6 +216,9 @@ static const struct {
     {"migrate", cmd_migrate},
     {"run", cmd_run},
     {"bench", cmd_bench},
+#ifdef IDPRIME_HAVE_SERVE
+    {"serve", serve_main},
+#endif
 };
 
 int main(int argc, char **argv)
