@@ -5,6 +5,7 @@
 #ifndef IDPRIME_CLI_H
 #define IDPRIME_CLI_H
 
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "idprime/idprime.h"
@@ -60,6 +61,44 @@ int cli_config(const cli_common *co, idp_options *opt, const char **uri,
  * already failed, 0 for none) or that of the flush. A closed pipe (EPIPE,
  * when SIGPIPE is ignored) ends the output quietly: no message. */
 int cli_flush_output(const char *cmd, int earlier);
+
+/*
+ * Interrupts. main() catches SIGINT and SIGTERM for the commands that stop
+ * cleanly (next, incr, get, migrate, run): the handler only records the
+ * signal, the command's loop sees it through cli_interrupted(), finishes the
+ * line it is on, closes its clients (which gives back what they did not
+ * serve) and writes its metrics; main() then ends the process by that
+ * signal, so a shell sees 130 or 143. SIGPIPE is ignored for every command
+ * but serve: a write to a closed pipe fails with EPIPE, the command ends
+ * quietly, and main() ends the process by SIGPIPE (141) unless the parent
+ * ignored SIGPIPE (then the exit code is 1, still without a message).
+ */
+
+/* The signal (SIGINT or SIGTERM) that asked the command to stop, or 0. Async-
+ * signal-safe and cheap (one relaxed atomic load): check it once per ID. */
+int cli_interrupted(void);
+
+/* The flag itself, for code outside the CLI that runs long loops of its own
+ * (the bench's workloads, in its threads): nonzero once asked to stop. */
+const atomic_int *cli_stop_flag(void);
+
+/* 1 when stdout is a pipe whose reader is gone (or a socket that was shut),
+ * recording it for main()'s exit; checked only after a write failed. */
+int cli_stdout_broken(void);
+
+/*
+ * Whole-line output for commands that print many lines (next). Lines are
+ * gathered in a PIPE_BUF-sized buffer and written by one write(2) each time
+ * it fills (each line when stdout is a terminal), so a write never ends in
+ * the middle of a line and, on a pipe, is atomic. cli_out_line() adds one
+ * line (`len` bytes ending in '\n', at most 64); cli_out_flush() writes what
+ * is gathered, and names (as `cmd`) the lines an interrupt dropped. Both
+ * return 0, or the errno of the write that failed (later calls return it
+ * again and write nothing). An interrupt never leaves half a line; lines not
+ * begun are dropped only when the reader stopped reading (see main.c).
+ */
+int cli_out_line(const char *line, size_t len);
+int cli_out_flush(const char *cmd);
 
 /* Writes the metrics if --metrics was given; returns 0 or EXIT_WORK. */
 int cli_write_metrics(const char *cmd, idp_client *c, const cli_common *co);

@@ -84,9 +84,26 @@ static int finish(const char *cmd, idp_client *c, const cli_common *co, int rc,
     return rc != 0 ? rc : orc != 0 ? orc : mrc;
 }
 
+/* Writes id and a newline into line (24 bytes); returns the length. */
+static size_t format_id(char *line, uint64_t id)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + id % 10);
+        id /= 10;
+    } while (id != 0);
+    for (size_t i = 0; i < n; i++)
+        line[i] = digits[n - 1 - i];
+    line[n] = '\n';
+    return n + 1;
+}
+
 static const char next_usage[] =
     "usage: idprime next [URI] COUNTER [-n N] [--metrics FILE]\n"
-    "Prints N (default 1) new IDs of COUNTER, one a line.\n";
+    "Prints N (default 1) new IDs of COUNTER, one a line. SIGINT/SIGTERM\n"
+    "stop it after a whole line; the client still gives back what it did\n"
+    "not print, and --metrics is still written.\n";
 
 static int next_opt(int opt, void *ud)
 {
@@ -119,7 +136,9 @@ int cmd_next(int argc, char **argv)
     if (c == NULL)
         return rc;
     int werr = 0;
-    for (unsigned long long i = 0; i < n; i++) {
+    /* hot: one ID a turn; an interrupt ends the loop between two IDs, so
+     * every ID taken is printed as a whole line */
+    for (unsigned long long i = 0; i < n && !cli_interrupted(); i++) {
         uint64_t id;
         idp_error err;
         if (idp_next(ctr, &id, &err) != IDP_OK) {
@@ -127,12 +146,14 @@ int cmd_next(int argc, char **argv)
             rc = EXIT_WORK;
             break;
         }
+        char line[24];
         /* stop at the first failed write: no more IDs taken for nothing */
-        if (printf("%llu\n", (unsigned long long)id) < 0) {
-            werr = errno;
+        if ((werr = cli_out_line(line, format_id(line, id))) != 0)
             break;
-        }
     }
+    int ferr = cli_out_flush("next");
+    if (werr == 0)
+        werr = ferr;
     return finish("next", c, &co, rc, werr);
 }
 

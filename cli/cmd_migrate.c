@@ -15,7 +15,9 @@ static const char usage[] =
     "FROM holds when none is named) and never lowers one. --dry-run prints\n"
     "what it would do and changes nothing. A counter that cannot be copied\n"
     "(FROM cannot read it, does not hold a named one, or TO refuses it) is\n"
-    "named on stderr, the others are still copied, and the exit code is 1.\n";
+    "named on stderr, the others are still copied, and the exit code is 1.\n"
+    "SIGINT/SIGTERM stop it between two counters; it says how many it did\n"
+    "not look at.\n";
 
 /* The counters to copy: named on the command line, or listed by FROM (with
  * the value the listing saw). */
@@ -25,9 +27,12 @@ typedef struct names {
     size_t n;
 } names;
 
+/* The listing callback; an interrupt stops the listing. */
 static int collect(void *ud, const char *name, uint64_t value)
 {
     names *ns = ud;
+    if (cli_interrupted())
+        return -1;
     char **grown = realloc(ns->v, (ns->n + 1) * sizeof *grown);
     if (grown == NULL)
         return -1;
@@ -113,7 +118,9 @@ static int migrate_all(idp_client *from, idp_client *to, char **named,
     int rc = 0;
     char list[1024] = "";
     size_t used = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t i;
+    /* an interrupt stops between two counters: each is done or not begun */
+    for (i = 0; i < n && !cli_interrupted(); i++) {
         const char *name = named != NULL ? named[i] : ns->v[i];
         int one = migrate_one(from, to, name,
                               named != NULL ? NULL : &ns->listed[i], dry);
@@ -131,6 +138,12 @@ static int migrate_all(idp_client *from, idp_client *to, char **named,
         }
     }
     fflush(stdout); /* what was done, then the summary on stderr */
+    if (i < n) {
+        cli_error("migrate", "interrupted: %zu of %zu counters not looked "
+                  "at", n - i, n);
+        if (rc == 0)
+            rc = EXIT_WORK;
+    }
     if (nskipped > 0)
         cli_error("migrate", "%zu of %zu counters not migrated: %s%s",
                   nskipped, n, list, used >= sizeof list ? "..." : "");
@@ -161,6 +174,8 @@ int cmd_migrate(int argc, char **argv)
         fputs(usage, stderr);
         return EXIT_USAGE;
     }
+    /* one write a line: an interrupt or a closed pipe never leaves half */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     int rc = 0;
     idp_client *from = cli_open("migrate", argv[optind], &co, &rc);
     if (from == NULL)
@@ -174,7 +189,12 @@ int cmd_migrate(int argc, char **argv)
     int first = optind + 2;
     if (first == argc) {
         idp_error err;
-        if (idp_list(from, collect, &ns, &err) != IDP_OK) {
+        int st = idp_list(from, collect, &ns, &err);
+        if (st != IDP_OK && cli_interrupted()) {
+            cli_error("migrate", "interrupted while listing FROM: nothing "
+                      "migrated");
+            rc = EXIT_WORK;
+        } else if (st != IDP_OK) {
             cli_error("migrate", "listing FROM: %s", err.msg);
             rc = err.code == IDP_EUNSUPPORTED ? EXIT_USAGE : EXIT_WORK;
         }
