@@ -18,7 +18,7 @@ seconds=${FUZZ_SECONDS:-40}
 dir=${FUZZ_BUILD_DIR:-build-fuzz}
 jobs=${FUZZ_JOBS:-$(nproc)}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(uri config plugin)
+[ ${#targets[@]} -gt 0 ] || targets=(uri config plugin resp)
 
 # clang, and the runtime the fuzz targets link against (libFuzzer, ASan,
 # UBSan: libclang-rt-*-dev, which Debian's clang only recommends, so a
@@ -77,7 +77,7 @@ if ! ctest --test-dir "$dir" -L fuzz --output-on-failure; then
 fi
 
 # per-target limits: inputs longer than these teach nothing new
-declare -A max_len=([uri]=1024 [config]=4096 [plugin]=2048)
+declare -A max_len=([uri]=1024 [config]=4096 [plugin]=2048 [resp]=4096)
 
 failed=()
 for t in "${targets[@]}"; do

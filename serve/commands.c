@@ -489,11 +489,13 @@ void cmd_info_text(srv *s, struct evbuffer *b, const char *section)
                             "total_commands_processed:%llu\r\n"
                             "total_error_replies:%llu\r\n"
                             "protocol_errors:%llu\r\nclient_timeouts:%llu\r\n"
-                            "ids_replied:%llu\r\n\r\n",
+                            "ids_replied:%llu\r\nforwarded_commands:%llu\r\n"
+                            "upstream_errors:%llu\r\n\r\n",
                             U(s->st.conns_total), U(s->st.conns_rejected),
                             cmds, U(s->st.errors_reply),
                             U(s->st.errors_protocol), U(s->st.timeouts),
-                            U(s->st.ids_replied));
+                            U(s->st.ids_replied), U(s->st.forwarded),
+                            U(s->st.upstream_errors));
     }
     if (want(section, "idprime")) {
         info_ctx x = {NULL, 0, 0};
@@ -551,6 +553,13 @@ static void unknown_command(conn *c, req *r)
 }
 
 int cmd_exec(conn *c, req *r)
+{
+    if (c->s->o.upstream != NULL)
+        return proxy_exec(c, r);
+    return cmd_exec_local(c, r);
+}
+
+int cmd_exec_local(conn *c, req *r)
 {
     srv *s = c->s;
     const cmd_def *d = lookup(r->argv[0], r->lens[0]);

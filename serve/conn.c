@@ -230,13 +230,14 @@ void conn_free(conn *c)
 {
     if (c->timer != NULL)
         event_free(c->timer);
+    proxy_release(c);
     if (c->bev != NULL) {
         bufferevent_free(c->bev);
     } else {
         if (c->in != NULL)
             evbuffer_free(c->in);
-        if (c->out != NULL)
-            evbuffer_free(c->out);
+        if (c->wire != NULL)
+            evbuffer_free(c->wire);
     }
     c->building = NULL;
     redisReaderFree(c->rd);
@@ -285,9 +286,10 @@ void conn_close(conn *c, const char *why)
     if (c->wait == WAIT_JOB) {
         /* the job's end frees it (and writes no reply); the socket goes
          * now */
+        proxy_release(c);
         bufferevent_free(c->bev);
         c->bev = NULL;
-        c->in = c->out = NULL;
+        c->in = c->out = c->wire = NULL;
         c->dead = 1;
     } else {
         conn_free(c);
@@ -302,7 +304,7 @@ void conn_close_after_reply(conn *c)
         return;
     bufferevent_disable(c->bev, EV_READ);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    if (evbuffer_get_length(c->out) == 0)
+    if (evbuffer_get_length(c->wire) == 0 && proxy_idle(c))
         conn_close(c, "closed after its reply");
 }
 
@@ -352,11 +354,13 @@ static void conn_after(conn *c, int progressed)
     srv *s = c->s;
     if (c->closing || c->dead)
         return;
-    if (c->wait != WAIT_NONE) {
+    if (c->wait != WAIT_NONE ||
+        (!proxy_idle(c) && partial_bytes(c) == 0 && !s->stopping)) {
+        /* waiting for the server, or for the upstream's replies */
         timer_set(c, TIMER_OFF, 0);
         return;
     }
-    int blocked = evbuffer_get_length(c->out) > SERVE_OUT_HIGH;
+    int blocked = evbuffer_get_length(c->wire) > SERVE_OUT_HIGH;
     if (s->stopping && !blocked) {
         /* draining: everything read is answered; a partial request is not */
         conn_close_after_reply(c);
@@ -375,10 +379,13 @@ static void conn_after(conn *c, int progressed)
 
 void conn_process(conn *c)
 {
+    srv *s = c->s;
     int progressed = 0;
     while (c->wait == WAIT_NONE && !c->closing && !c->dead) {
-        if (evbuffer_get_length(c->out) > SERVE_OUT_HIGH)
+        if (evbuffer_get_length(c->wire) > SERVE_OUT_HIGH)
             break; /* resumed by the write callback */
+        if (s->o.upstream != NULL && proxy_busy(c))
+            break; /* resumed as upstream replies come back */
         void *obj = NULL;
         c->perr = NULL;
         if (redisReaderGetReply(c->rd, &obj) != REDIS_OK) {
@@ -426,6 +433,7 @@ void conn_resume(conn *c)
         srv_maybe_exit(s);
         return;
     }
+    proxy_local_done(c); /* a proxy's intercepted request: its slot */
     conn_process(c);
 }
 
@@ -450,10 +458,11 @@ static void write_cb(struct bufferevent *bev, void *arg)
     (void)bev;
     conn *c = arg;
     if (c->closing) {
-        if (evbuffer_get_length(c->out) == 0)
+        if (evbuffer_get_length(c->wire) == 0 && proxy_idle(c))
             conn_close(c, "closed after its reply");
         return;
     }
+    proxy_client_drained(c);
     if (c->wait == WAIT_NONE)
         conn_process(c); /* the output drained below the low mark */
 }
@@ -483,7 +492,7 @@ conn *conn_new(srv *s, struct bufferevent *bev)
     if (bev != NULL) {
         c->bev = bev;
         c->in = bufferevent_get_input(bev);
-        c->out = bufferevent_get_output(bev);
+        c->out = c->wire = bufferevent_get_output(bev);
         c->timer = evtimer_new(s->base, timer_cb, c);
         if (c->timer == NULL) {
             redisReaderFree(c->rd);
@@ -497,7 +506,7 @@ conn *conn_new(srv *s, struct bufferevent *bev)
         bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
     } else {
         c->in = evbuffer_new();
-        c->out = evbuffer_new();
+        c->out = c->wire = evbuffer_new();
         if (c->in == NULL || c->out == NULL) {
             if (c->in != NULL)
                 evbuffer_free(c->in);

@@ -12,6 +12,12 @@
  * Order: a connection runs one request at a time; while one waits for a
  * job or a refill, its later requests stay unread in its buffers, so its
  * replies always leave in the order it asked.
+ *
+ * Proxy (--upstream): each connection has an upstream connection of its
+ * own; forwarded requests are written to it at once (pipelined), each
+ * with a reply slot in the connection's queue, and an intercepted INCR's
+ * reply waits in a slot of its own until the forwarded replies before it
+ * have left (proxy.c).
  */
 #ifndef IDPRIME_SERVE_INTERNAL_H
 #define IDPRIME_SERVE_INTERNAL_H
@@ -20,6 +26,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -41,6 +48,7 @@ typedef struct srv srv;
 typedef struct conn conn;
 typedef struct cent cent;
 typedef struct job job;
+typedef struct pslot pslot;
 
 /* The command line, checked. */
 typedef struct serve_opts {
@@ -56,6 +64,9 @@ typedef struct serve_opts {
     unsigned max_counters;
     unsigned workers;            /* 0: engine calls inline (tests, fuzz) */
     int verbose;
+    const char *upstream;        /* --upstream redis://HOST:PORT, or NULL */
+    const char **counters;       /* --counter KEY: intercepted (proxy) */
+    size_t ncounter_keys;
 } serve_opts;
 
 /* The commands counted in the metrics (the dispatch table's order). */
@@ -77,6 +88,8 @@ typedef struct serve_stats {
     atomic_ullong timeouts;        /* connections closed by a timeout */
     atomic_ullong ids_replied;     /* IDs handed to clients */
     atomic_ullong counters;        /* counters in the table */
+    atomic_ullong forwarded;       /* requests sent upstream (proxy) */
+    atomic_ullong upstream_errors; /* upstream connections failed or lost */
 } serve_stats;
 
 /* One request as hiredis's reader builds it (see conn.c). */
@@ -94,7 +107,10 @@ struct conn {
     srv *s;
     uint64_t id;
     struct bufferevent *bev;  /* NULL for a socketless session */
-    struct evbuffer *in, *out;
+    struct evbuffer *in;
+    struct evbuffer *wire;    /* what goes to the client (the socket's) */
+    struct evbuffer *out;     /* where the running request's reply goes:
+                               * wire, or its proxy slot */
     redisReader *rd;
     req *building;            /* the request the reader is filling */
     const char *perr;         /* why the reader's callbacks refused */
@@ -110,6 +126,20 @@ struct conn {
     conn *wnext;              /* in wait_ce's queue */
     char *name;               /* CLIENT SETNAME */
     conn *prev, *next;        /* the server's list */
+    /* proxy (proxy.c) */
+    struct bufferevent *up;   /* the upstream connection, NULL when none */
+    redisReader *uprd;        /* parses its replies (RESP2) */
+    size_t up_fed;            /* bytes at the front of up's input fed to
+                               * uprd, not yet handed on */
+    pslot *ps_head, *ps_tail; /* replies owed, in the client's order */
+    pslot *ps_await;          /* the first slot owed an upstream reply */
+    pslot *ps_cur;            /* the running intercepted request's slot */
+    unsigned npend;           /* slots in the queue */
+    int tunnel_sent;          /* pub/sub, MONITOR, HELLO 3 went upstream:
+                               * from then on bytes pass as they are */
+    int tunnel;               /* upstream's bytes pass straight through */
+    int in_multi;             /* MULTI sent, EXEC/DISCARD not yet */
+    int other_db;             /* SELECT of a db but 0 sent upstream */
 };
 
 enum { WAIT_NONE, WAIT_RANGE, WAIT_JOB };
@@ -169,6 +199,9 @@ struct srv {
     serve_stats st;
     double started;
     void *http;               /* the metrics daemon */
+    /* proxy: the upstream's address, resolved once */
+    struct sockaddr_storage up_addr;
+    int up_addrlen;
 };
 
 /* ---- serve.c ---------------------------------------------------------- */
@@ -202,8 +235,28 @@ enum { EXEC_DONE, EXEC_WAIT, EXEC_CLOSE };
 /* Runs one request: its reply is written to c->out, or it waits (the reply
  * comes with conn_resume). */
 int cmd_exec(conn *c, req *r);
+/* The same without the proxy: from the command table. */
+int cmd_exec_local(conn *c, req *r);
 /* The INFO text (all sections, or one). */
 void cmd_info_text(srv *s, struct evbuffer *b, const char *section);
+
+/* ---- proxy.c ---------------------------------------------------------- */
+/* Checks --upstream and resolves its address. Returns 0, or -1 with a
+ * message in err. */
+int proxy_setup(srv *s, char *err, size_t errlen);
+/* Runs one request of a proxy connection: forwarded, or answered by the
+ * engine (INCR/INCRBY of a --counter key outside MULTI) in order. */
+int proxy_exec(conn *c, req *r);
+/* The running intercepted request's reply is complete. */
+void proxy_local_done(conn *c);
+/* 1 when the connection owes the client nothing more (no slot). */
+int proxy_idle(const conn *c);
+/* 1 when no further request should be run yet (too many in flight). */
+int proxy_busy(const conn *c);
+/* The client's output drained: upstream reading goes on if paused. */
+void proxy_client_drained(conn *c);
+/* Frees the upstream connection and the slots. */
+void proxy_release(conn *c);
 
 /* ---- counters.c ------------------------------------------------------- */
 /* INCR (n = 1) or INCRBY n of counter `name` (len bytes): answered

@@ -68,6 +68,14 @@ void mhttp_serve_text(srv *s, struct evbuffer *b)
            "IDs handed to clients by INCR and INCRBY.");
     evbuffer_add_printf(b, "idprime_serve_ids_replied_total %llu\n",
                         U(st->ids_replied));
+    family(b, "idprime_serve_forwarded_total", "counter",
+           "Requests sent to the upstream Redis (--upstream).");
+    evbuffer_add_printf(b, "idprime_serve_forwarded_total %llu\n",
+                        U(st->forwarded));
+    family(b, "idprime_serve_upstream_errors_total", "counter",
+           "Upstream connections that failed or were lost.");
+    evbuffer_add_printf(b, "idprime_serve_upstream_errors_total %llu\n",
+                        U(st->upstream_errors));
     family(b, "idprime_serve_keys", "gauge",
            "Counters the server has served since it started.");
     evbuffer_add_printf(b, "idprime_serve_keys %llu\n", U(st->counters));

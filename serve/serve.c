@@ -35,13 +35,19 @@
 enum { EXIT_WORK = 1, EXIT_USAGE = 2 };
 
 static const char usage[] =
-    "usage: idprime serve [options] STORE_URI\n"
+    "usage: idprime serve [options] [STORE_URI]\n"
     "\n"
     "A Redis-protocol (RESP2, RESP3 with HELLO 3) server whose INCR, INCRBY\n"
     "and GET are answered by the idprime engine from STORE_URI (any store:\n"
     "sqlite:///var/lib/ids.db, postgresql://..., redis://..., mem://), so\n"
     "an unmodified Redis client gets batched IDs. Keys are counter names.\n"
     "Without STORE_URI, $IDPRIME_URI is used.\n"
+    "\n"
+    "With --upstream it is a passthrough proxy in front of a real Redis:\n"
+    "every command goes to the upstream on a connection of its own per\n"
+    "client, in order, except INCR and INCRBY of the --counter keys outside\n"
+    "MULTI/EXEC, which the engine answers; the store is then the upstream\n"
+    "itself unless STORE_URI says otherwise.\n"
     "\n"
     "  --listen ADDR:PORT          where clients connect (default "
     DEFAULT_LISTEN ";\n"
@@ -51,6 +57,9 @@ static const char usage[] =
     "                              FILE (its first line)\n"
     "  --metrics-listen ADDR:PORT  Prometheus text at http://ADDR:PORT/metrics\n"
     "  --metrics FILE              the metrics written at exit (- for stdout)\n"
+    "  --upstream URI              proxy to this Redis: redis://HOST:PORT\n"
+    "  --counter KEY               (with --upstream) a key whose INCR and\n"
+    "                              INCRBY the engine answers; repeatable\n"
     "  --max-clients N             connections at once (default 10000)\n"
     "  --max-request-bytes N       largest request (default 65536)\n"
     "  --request-timeout-ms N      a begun request must be finished within\n"
@@ -143,6 +152,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         {"idle-timeout-ms", required_argument, NULL, 'i'},
         {"max-counters", required_argument, NULL, 'k'},
         {"workers", required_argument, NULL, 'w'},
+        {"upstream", required_argument, NULL, 'u'},
+        {"counter", required_argument, NULL, 'K'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -164,6 +175,23 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         case 'M': o->metrics_file = optarg; break;
         case 'p': pass_file = optarg; break;
         case 'v': o->verbose = 1; break;
+        case 'u': o->upstream = optarg; break;
+        case 'K': {
+            if (!idp_valid_name(optarg, strlen(optarg))) {
+                fprintf(stderr, CMD ": --counter '%s': a counter name is 1 "
+                        "to 200 bytes of A-Z a-z 0-9 _ . : -\n", optarg);
+                return EXIT_USAGE;
+            }
+            const char **keys = realloc(o->counters, (o->ncounter_keys + 1) *
+                                                         sizeof *keys);
+            if (keys == NULL) {
+                fprintf(stderr, CMD ": out of memory\n");
+                return EXIT_WORK;
+            }
+            keys[o->ncounter_keys++] = optarg;
+            o->counters = keys;
+            break;
+        }
         case 'h': fputs(usage, stdout); return 0;
         case 'c': case 'b': case 'r': case 'i': case 'k': case 'w': {
             static const struct { int opt; unsigned long long min, max; }
@@ -188,8 +216,15 @@ static int parse_args(int argc, char **argv, serve_opts *o)
             return EXIT_USAGE;
         }
     }
+    if (o->ncounter_keys > 0 && o->upstream == NULL) {
+        fprintf(stderr, CMD ": --counter needs --upstream (without a proxy "
+                "every INCR is the engine's)\n");
+        return EXIT_USAGE;
+    }
     if (optind < argc)
         o->uri = argv[optind++];
+    else if (o->upstream != NULL)
+        o->uri = o->upstream; /* the counters live in the upstream itself */
     else if (getenv("IDPRIME_URI") != NULL && *getenv("IDPRIME_URI"))
         o->uri = getenv("IDPRIME_URI");
     if (optind < argc || o->uri == NULL) {
@@ -296,7 +331,9 @@ static void fit_fd_limit(srv *s)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
-    rlim_t want = (rlim_t)s->o.max_clients + 64;
+    /* a proxy's client has an upstream connection too */
+    rlim_t per = s->o.upstream != NULL ? 2 : 1;
+    rlim_t want = (rlim_t)s->o.max_clients * per + 64;
     if (rl.rlim_cur < want) {
         rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
                           ? want : rl.rlim_max;
@@ -304,7 +341,8 @@ static void fit_fd_limit(srv *s)
         getrlimit(RLIMIT_NOFILE, &rl);
     }
     if (rl.rlim_cur < want) {
-        unsigned fit = rl.rlim_cur > 96 ? (unsigned)(rl.rlim_cur - 64) : 32;
+        unsigned fit = rl.rlim_cur > 96 ? (unsigned)((rl.rlim_cur - 64) / per)
+                                        : 16;
         fprintf(stderr, CMD ": warning: only %llu file descriptors: "
                 "--max-clients lowered from %u to %u\n",
                 (unsigned long long)rl.rlim_cur, s->o.max_clients, fit);
@@ -456,6 +494,7 @@ static void srv_release(srv *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->o.password);
+    free(s->o.counters);
 }
 
 /* Opens the store. Returns 0, or the exit code. */
@@ -477,6 +516,10 @@ static int run(srv *s)
     char err[256];
     int code = 0, fd, mfd = -1, mport = 0;
     char mshown[80];
+    if (s->o.upstream != NULL && proxy_setup(s, err, sizeof err) != 0) {
+        fprintf(stderr, CMD ": %s\n", err);
+        return EXIT_USAGE;
+    }
     fd = listen_on("--listen", s->o.listen, s->o.password != NULL,
                    s->listen_addr, sizeof s->listen_addr, &s->port, &code);
     if (fd < 0)
@@ -537,6 +580,10 @@ static int run(srv *s)
         code = EXIT_WORK;
         goto out;
     }
+    if (s->o.upstream != NULL)
+        fprintf(stderr, CMD ": proxy to %s, %zu counter key%s answered by "
+                "the engine\n", s->o.upstream, s->o.ncounter_keys,
+                s->o.ncounter_keys == 1 ? "" : "s");
     fprintf(stderr, CMD ": listening on %s\n", s->listen_addr);
     event_base_dispatch(s->base);
     code = s->exit_code;
@@ -633,10 +680,10 @@ int serve_handle_request(serve_server *ss, const void *data, size_t len,
     conn_process(c);
     ctrs_drain_done(s); /* the engine calls ran inline: their replies */
     int closed = c->closing;
-    size_t n = evbuffer_get_length(c->out);
+    size_t n = evbuffer_get_length(c->wire);
     char *text = malloc(n + 1);
     if (text != NULL) {
-        evbuffer_remove(c->out, text, n);
+        evbuffer_remove(c->wire, text, n);
         text[n] = '\0';
     }
     conn_discard(c);

@@ -14,15 +14,21 @@
 # once per shell and cached) and fall back to a fixed list when that gives
 # nothing.
 
-_idprime_commands="plugins next incr get bench run migrate"
+_idprime_commands="plugins next incr get bench run migrate serve"
 _idprime_common_opts="--config --metrics --verbose --help -v -h"
 _idprime_bench_opts="--workload --count -n --chunks --rate --seconds
   --threads --rtt-ms --no-baseline --param --roundtrips --time-limit --json
   --csv --plot --no-progress"
+_idprime_serve_opts="--listen --requirepass-file --metrics-listen --metrics
+  --upstream --counter --max-clients --max-request-bytes --request-timeout-ms
+  --idle-timeout-ms --max-counters --workers --verbose --help -v -h"
+_idprime_serve_value_opts="--listen --requirepass-file --metrics-listen
+  --upstream --counter --max-clients --max-request-bytes --request-timeout-ms
+  --idle-timeout-ms --max-counters --workers"
 # options that take a value as the next word
 _idprime_value_opts="--config --metrics -n --count --workload --chunks --rate
   --seconds --threads --rtt-ms --param --roundtrips --time-limit --json --csv
-  --plot"
+  --plot $_idprime_serve_value_opts"
 _idprime_fallback_schemes="mem redis memcached sqlite sqlite3 postgresql
   postgres mysql mariadb redis-sentinel redis-cluster"
 _idprime_engine_keys="metaprime batch low_watermark adaptive max_batch
@@ -42,6 +48,7 @@ _idprime_opts() {
         bench) echo "$_idprime_common_opts $_idprime_bench_opts" ;;
         migrate) echo "$_idprime_common_opts --dry-run" ;;
         run) echo "--config --verbose --help -v -h" ;;
+        serve) echo "$_idprime_serve_opts" ;;
         plugins | incr | get) echo "$_idprime_common_opts" ;;
     esac
 }
@@ -185,7 +192,9 @@ _idprime() {
         case $prev in
             --config) cands=$(_idprime_files "$full" lua) files=1 ;;
             --plot) cands=$(_idprime_files "$full" svg) files=1 ;;
-            --metrics | --json | --csv) cands=$(_idprime_files "$full") files=1 ;;
+            --metrics | --json | --csv | --requirepass-file)
+                cands=$(_idprime_files "$full") files=1 ;;
+            --upstream) cands=$(compgen -W "redis://" -- "$full") ;;
             --workload)
                 cands=$(compgen -W "files burst steady hotpath counters" -- "$full") ;;
             --param)
@@ -201,6 +210,8 @@ _idprime() {
                 ((n == 0)) && cands=$(_idprime_uri "$full" "${words[0]}") ;;
             migrate)
                 ((n < 2)) && cands=$(_idprime_uri "$full" "${words[0]}") ;;
+            serve)
+                ((n == 0)) && cands=$(_idprime_uri "$full" "${words[0]}") ;;
             bench)
                 cands=$(_idprime_uri "$full" "${words[0]}")
                 [[ default == "$full"* ]] && cands+=$'\ndefault' ;;

@@ -4,8 +4,8 @@
  * SIGTERM; other programs run with a deadline and their output captured;
  * raw sockets for the bytes no client library would send.
  *
- * The server is $IDPRIME_SERVE_BIN (the test executable idprime-serve-test,
- * or the idprime command with $IDPRIME_SERVE_SUBCMD "serve").
+ * The server is the idprime command, $IDPRIME_SERVE_BIN, run with its
+ * subcommand $IDPRIME_SERVE_SUBCMD ("serve").
  */
 #ifndef IDPRIME_SERVE_HELPERS_H
 #define IDPRIME_SERVE_HELPERS_H
