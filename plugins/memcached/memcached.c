@@ -12,7 +12,8 @@
  * Commands are never retried by libmemcached or by this plugin: a lost
  * reply is an error (the engine counts those IDs as a gap), and the
  * connection is dropped after any failure so that a late reply can never
- * be read as the answer to a later command. Increments go through incr.c
+ * be read as the answer to a later command. A clean close gives back with
+ * gets + cas (mc_lower). Increments go through incr.c
  * and wire.c (sockets of our own); the rest through libmemcached, on the
  * binary protocol.
  *
@@ -419,6 +420,43 @@ static int mc_raise_to(void *store, const char *key, uint64_t value,
                             "too busy", key, tries, s->timeout_ms);
 }
 
+/*
+ * Gives back on a clean close: gets, then a cas to `value` only when the
+ * counter still holds `expect`. memcached gives an item a new CAS id on
+ * every incr, so an increment by anyone between the two makes the cas
+ * fail: nothing is written (done = 0), and there is no second try, as the
+ * value has moved. One op's failure (its reason logged by the host from
+ * its status) does not stop the others: each gets a connection anew.
+ */
+static int mc_lower_one(mc_store *s, idp_lower_op *op)
+{
+    idp_error e;
+    int exists, stored, rc;
+    uint64_t cur, cas;
+    op->done = 0;
+    if (op->value >= op->expect || op->expect > IDP_MAX_VALUE ||
+        mc_check_key(op->key, &e) != IDP_OK)
+        return IDP_EINVAL;
+    if ((rc = mc_ready(s, &e)) != IDP_OK ||
+        (rc = mc_gets(s, op->key, &exists, &cur, &cas, &e)) != IDP_OK)
+        return rc;
+    if (!exists || cur != op->expect)
+        return IDP_OK;
+    if ((rc = mc_put(s, op->key, op->value, 1, cas, &stored, &e)) != IDP_OK)
+        return rc;
+    op->done = stored;
+    return IDP_OK;
+}
+
+static int mc_lower(void *store, idp_lower_op *ops, size_t nops,
+                    idp_error *err)
+{
+    (void)err;   /* every op carries its own status */
+    for (size_t i = 0; i < nops; i++)
+        ops[i].status = mc_lower_one(store, &ops[i]);
+    return IDP_OK;
+}
+
 /* ---- Server statistics ---------------------------------------------------- */
 
 typedef struct mc_stats {
@@ -638,6 +676,7 @@ static const idp_plugin mc_plugin = {
     .list = NULL,        /* memcached cannot enumerate keys reliably */
     .drop = mc_drop_child,
     .testing = &mc_testing,
+    .lower = mc_lower,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

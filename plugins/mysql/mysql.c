@@ -44,6 +44,9 @@
  * time, so two clients never deadlock, and one counter's failure leaves
  * the others' batches good.
  *
+ * A clean close gives back with one UPDATE ... WHERE name = .. AND value =
+ * <the end of our last batch> per counter, in one round trip (ms_lower).
+ *
  * The store's own count of increments (testing.roundtrips) is the
  * server's Com_insert, which counts every statement of a multi-statement
  * query; raise_to is an INSERT ... SELECT (Com_insert_select), so it is
@@ -247,6 +250,76 @@ static int ms_incr_many(void *store, idp_incr_op *ops, size_t nops,
                                      &errs[j]);
         if (op->status != IDP_OK && err_ops != NULL)
             err_ops[idx[j]] = errs[j];
+    }
+    ms_outcomes_free(out, n);
+done:
+    free(b.p);
+    free(idx);
+    free(whats);
+    free(wp);
+    free(out);
+    free(errs);
+    return rc;
+}
+
+/* ---- Giving back ------------------------------------------------------ */
+
+/*
+ * A clean close gives back: one UPDATE per counter, lowering the row only
+ * while it holds the end of this client's last batch (1 affected row:
+ * lowered; 0: it held anything else), all in one round trip like
+ * incr_many, each committing on its own (one row lock at a time, so no
+ * deadlock). The new value is below the old, so a changed row is always
+ * counted as affected.
+ */
+static int ms_lower(void *store, idp_lower_op *ops, size_t nops,
+                    idp_error *err)
+{
+    ms_store *s = store;
+    ms_deadline_start(s);
+    int rc = ms_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    size_t *idx = calloc(nops, sizeof *idx);
+    char (*whats)[300] = calloc(nops, sizeof *whats);
+    const char **wp = calloc(nops, sizeof *wp);
+    ms_outcome *out = calloc(nops, sizeof *out);
+    idp_error *errs = calloc(nops, sizeof *errs);
+    ms_sql b = {0};
+    if (idx == NULL || whats == NULL || wp == NULL || out == NULL ||
+        errs == NULL) {
+        rc = idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
+                              "counters to give back", nops);
+        goto done;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < nops; i++) {
+        idp_lower_op *op = &ops[i];
+        op->done = 0;
+        op->status = IDP_OK;
+        if (op->value >= op->expect || op->expect > IDP_MAX_VALUE ||
+            strlen(op->key) > s->name_max) {
+            op->status = IDP_EINVAL;
+            continue;
+        }
+        if (n > 0)
+            ms_sql_add(&b, ";");
+        ms_sql_add(&b, "UPDATE `%s` SET value = %" PRIu64 " WHERE name = ",
+                   s->table, op->value);
+        ms_sql_key(&b, op->key, strlen(op->key));
+        ms_sql_add(&b, " AND value = %" PRIu64, op->expect);
+        snprintf(whats[n], sizeof whats[n], "giving back '%s' (%zu of %zu "
+                 "in one round trip)", op->key, i + 1, nops);
+        wp[n] = whats[n];
+        idx[n++] = i;
+    }
+    if ((rc = ms_sql_failed(&b, err)) != IDP_OK || n == 0)
+        goto done;
+    ms_run(s, wp, b.p, b.len, n, out, errs);
+    for (size_t j = 0; j < n; j++) {
+        idp_lower_op *op = &ops[idx[j]];
+        op->status = out[j].code;
+        op->done = out[j].code == IDP_OK && out[j].affected == 1;
     }
     ms_outcomes_free(out, n);
 done:
@@ -513,6 +586,7 @@ static const idp_plugin ms_plugin = {
     .list = ms_list,
     .drop = ms_drop,
     .testing = &ms_testing,
+    .lower = ms_lower,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

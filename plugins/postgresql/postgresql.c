@@ -38,6 +38,9 @@
  * such statement over two arrays (unnest), their keys sorted so that two
  * clients always lock rows in the same order and never deadlock.
  *
+ * A clean close gives back in one statement too (idp_lower: UPDATE ...
+ * WHERE value = the end of this client's last batch, over three arrays).
+ *
  * Each connection sets statement_timeout = timeout_ms and the URI's
  * synchronous_commit, and prepares its statements, in one round trip; a
  * connection dropped after a lost reply is reopened, with all of that, at
@@ -120,6 +123,13 @@ const char pg_sql_prepare[] =
     " ON CONFLICT (name) DO UPDATE"
     " SET value = greatest(c.value, excluded.value)"
     " RETURNING c.value;"
+    /* giving back: a row is lowered only while it holds the end of this
+     * client's last batch; the names lowered come back */
+    "PREPARE idp_lower(text[], bigint[], bigint[]) AS"
+    " UPDATE idprime_counters AS c SET value = u.v"
+    " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(name, e, v)"
+    " WHERE c.name = u.name AND c.value = u.e"
+    " RETURNING c.name;"
     "PREPARE idp_get(text) AS"
     " SELECT value FROM idprime_counters WHERE name = $1;"
     /* starts_with is byte-exact where LIKE would read '_' and '%' */
@@ -371,6 +381,121 @@ static int pg_incr_many(void *store, idp_incr_op *ops, size_t nops,
 out:
     free(names);
     free(nums);
+    free(v);
+    return rc;
+}
+
+/* ---- Giving back ----------------------------------------------------- */
+
+/* The three array parameters of idp_lower for the ops v[0..n) (sorted by
+ * key): names, expected values, new values. Returns 0, or -1 out of
+ * memory. */
+static int pg_lower_arrays(const idp_lower_op *ops, const pg_sorted *v,
+                           size_t n, char **names, char **expects,
+                           char **values)
+{
+    size_t nlen = 3;
+    for (size_t j = 0; j < n; j++)
+        nlen += 2 * strlen(v[j].key) + 3;
+    char *a = malloc(nlen), *b = malloc(3 + 21 * n), *c = malloc(3 + 21 * n);
+    if (a == NULL || b == NULL || c == NULL) {
+        free(a);
+        free(b);
+        free(c);
+        return -1;
+    }
+    char *w = a, *x = b, *y = c;
+    *w++ = '{';
+    *x++ = '{';
+    *y++ = '{';
+    for (size_t j = 0; j < n; j++) {
+        if (j > 0) {
+            *w++ = ',';
+            *x++ = ',';
+            *y++ = ',';
+        }
+        w = pg_put_element(w, v[j].key);
+        x += snprintf(x, 21, "%" PRIu64, ops[v[j].i].expect);
+        y += snprintf(y, 21, "%" PRIu64, ops[v[j].i].value);
+    }
+    strcpy(w, "}");
+    strcpy(x, "}");
+    strcpy(y, "}");
+    *names = a;
+    *expects = b;
+    *values = c;
+    return 0;
+}
+
+/* One idp_lower statement for the sorted ops v[0..n), keys all distinct:
+ * the rows it returns are the ops lowered. */
+static int pg_lower_run(pg_store *s, idp_lower_op *ops, const pg_sorted *v,
+                        size_t n, idp_error *err)
+{
+    char *names = NULL, *expects = NULL, *values = NULL;
+    int rc = pg_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    if (pg_lower_arrays(ops, v, n, &names, &expects, &values) != 0)
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
+                                "counters to give back", n);
+    char what[64];
+    snprintf(what, sizeof what, "giving back %zu counters", n);
+    const char *params[] = {names, expects, values};
+    PGresult *r;
+    rc = pg_exec(s, what, "idp_lower", NULL, 3, params, &r, err);
+    if (rc == IDP_OK) {
+        for (int row = 0; row < PQntuples(r); row++) {
+            pg_sorted want = {.key = PQgetvalue(r, row, 0)};
+            const pg_sorted *hit = bsearch(&want, v, n, sizeof *v,
+                                           pg_sorted_cmp);
+            if (hit != NULL)
+                ops[hit->i].done = 1;
+        }
+        PQclear(r);
+    }
+    free(names);
+    free(expects);
+    free(values);
+    return rc;
+}
+
+/*
+ * Every op's compare-and-set in one statement, one round trip and one
+ * commit. Should the same key come twice (the host never asks that), one
+ * UPDATE could not tell the two apart: then every op goes alone, in turn.
+ * Two clients giving back the same counters at once may meet in a
+ * deadlock the server breaks by failing one: its IDs are then a gap.
+ */
+static int pg_lower(void *store, idp_lower_op *ops, size_t nops,
+                    idp_error *err)
+{
+    pg_store *s = store;
+    pg_sorted *v = calloc(nops > 0 ? nops : 1, sizeof *v);
+    if (v == NULL)
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
+                                "counters to give back", nops);
+    size_t n = 0;
+    for (size_t i = 0; i < nops; i++) {
+        ops[i].done = 0;
+        ops[i].status = IDP_OK;
+        if (ops[i].value >= ops[i].expect || ops[i].expect > IDP_MAX_VALUE)
+            ops[i].status = IDP_EINVAL;
+        else
+            v[n++] = (pg_sorted){ops[i].key, i};
+    }
+    qsort(v, n, sizeof *v, pg_sorted_cmp);
+    int dup = 0, rc = IDP_OK;
+    for (size_t j = 1; j < n && !dup; j++)
+        dup = strcmp(v[j - 1].key, v[j].key) == 0;
+    if (dup) {
+        for (size_t j = 0; j < n; j++) {
+            idp_error e;
+            ops[v[j].i].status = pg_lower_run(s, ops, &v[j], 1, &e);
+        }
+    } else if (n > 0) {
+        rc = pg_lower_run(s, ops, v, n, err);
+    }
     free(v);
     return rc;
 }
@@ -736,6 +861,7 @@ static const idp_plugin pg_plugin = {
     .list = pg_list,
     .drop = pg_drop_child,
     .testing = &pg_testing,
+    .lower = pg_lower,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

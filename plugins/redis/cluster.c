@@ -17,7 +17,9 @@
  * (it may have run: a gap), and the map is read again before the next
  * call.
  *
- * Counters fetched together (incr_many) go out as one pipeline per master,
+ * Counters fetched together (incr_many), and those given back on a clean
+ * close (lower: ops.c's compare-and-set EVAL per counter, sent to its
+ * slot's master), go out as one pipeline per master,
  * all written before any reply is read, with one WAIT per master behind
  * its increments when wait_replicas is set: one round trip for the lot
  * (plus one per redirection). Each op gets its own status and, on failure,
@@ -40,6 +42,8 @@
 #define RC_ROUNDS 6
 /* Values read per routed batch of GETs in list. */
 #define RC_LIST_CHUNK 1000
+/* The most words of one routed command (lower's EVAL). */
+#define RC_REQ_WORDS 6
 
 static const char *const rc_schemes[] = {"redis-cluster", NULL};
 
@@ -52,7 +56,7 @@ static const idp_param_spec rc_params[] = {
 
 /* One command routed by its key, through redirections, to its reply. */
 typedef struct rc_req {
-    const char *argv[5];
+    const char *argv[RC_REQ_WORDS];
     int argc;
     int write;          /* a WAIT goes behind it when wait_replicas is set */
     const char *key;    /* argv's key: it routes the command */
@@ -231,7 +235,9 @@ static int rc_round(rc_store *s, rc_req *reqs, size_t n, const char *what)
 {
     size_t nnodes = s->nnodes;   /* redirections may add nodes */
     rc_batch *b = calloc(nnodes, sizeof *b);
-    const char **argv = calloc(n * 6 + nnodes * 3, sizeof *argv);
+    /* per request: ASKING and its words; per node: a WAIT */
+    const char **argv = calloc(n * (RC_REQ_WORDS + 1) + nnodes * 3,
+                               sizeof *argv);
     int *argcs = calloc(n * 2 + nnodes, sizeof *argcs);
     long *owner = calloc(n * 2 + nnodes, sizeof *owner);
     redisReply **replies = calloc(n * 2 + nnodes, sizeof *replies);
@@ -471,6 +477,59 @@ static int rc_raise_to(void *store, const char *key, uint64_t value,
     return rc;
 }
 
+/* Every op's compare-and-set EVAL routed to its slot's master, one
+ * pipeline per master in one round trip, a WAIT behind each when
+ * wait_replicas is set. An op failed by its master or its WAIT gets that
+ * status (a WAIT short of replicas leaves the lowering applied there). */
+static int rc_lower(void *store, idp_lower_op *ops, size_t nops,
+                    idp_error *err)
+{
+    rc_store *s = store;
+    int rc = rc_prepare(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    rc_req *reqs = calloc(nops, sizeof *reqs);
+    char (*nums)[2][24] = calloc(nops, sizeof *nums);
+    size_t *idx = calloc(nops, sizeof *idx);
+    size_t n = 0;
+    if (reqs == NULL || nums == NULL || idx == NULL) {
+        rc = idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
+                              "counters to give back", nops);
+        goto out;
+    }
+    for (size_t i = 0; i < nops; i++) {
+        ops[i].done = 0;
+        if ((ops[i].status = rd_lower_check(&ops[i], NULL)) != IDP_OK)
+            continue;
+        snprintf(nums[n][0], sizeof nums[n][0], "%" PRIu64, ops[i].expect);
+        snprintf(nums[n][1], sizeof nums[n][1], "%" PRIu64, ops[i].value);
+        const char *argv[RC_REQ_WORDS];
+        rd_lower_argv(ops[i].key, nums[n][0], nums[n][1], argv);
+        rc_req_init(&reqs[n], 1, 3, RC_REQ_WORDS, argv); /* KEYS[1]: 3 */
+        idx[n++] = i;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "a pipeline of %zu lowerings (EVAL)", n);
+    if (n > 0)
+        rc_run(s, reqs, n, what);
+    for (size_t j = 0; j < n; j++) {
+        rc_req *r = &reqs[j];
+        idp_lower_op *op = &ops[idx[j]];
+        idp_error e;
+        if ((op->status = rc_req_failed(r, &e)) == IDP_OK)
+            op->status = rc_req_waited(r, rd_lower_reply(
+                                           &s->nodes[r->node]->rd, op->key,
+                                           r->reply, &op->done, &e), &e);
+    }
+out:
+    if (reqs != NULL)
+        rc_reqs_free(reqs, n);
+    free(reqs);
+    free(nums);
+    free(idx);
+    return rc;
+}
+
 /* ---- Listing every master ------------------------------------------------ */
 
 /* The keys under the prefix on every master, sorted, without duplicates
@@ -668,6 +727,7 @@ static const idp_plugin rc_plugin = {
     .list = rc_list,
     .drop = rc_drop_child,
     .testing = &rc_testing,
+    .lower = rc_lower,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

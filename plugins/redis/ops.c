@@ -16,6 +16,11 @@
  * acknowledged. A failed WAIT leaves the increment applied on the primary:
  * a gap.
  *
+ * lower (a clean close giving back, DESIGN: Semantics 7) is one EVAL per
+ * counter: the script compares and sets inside Redis, so no INCRBY of
+ * another client can fall between the read and the write; several
+ * counters go out as one pipeline, with one WAIT behind it.
+ *
  * A command whose reply is lost (I/O error, timeout) is reported and never
  * retried: the increment may have been applied, and the host counts it as
  * a gap (conn.c drops the connection and reopens it on the next call).
@@ -50,6 +55,20 @@ static const char rd_raise_script[] =
     "end\n"
     "redis.call('SET', KEYS[1], want)\n"
     "return want\n";
+
+/*
+ * lower: sets KEYS[1] to ARGV[2] only when it holds exactly ARGV[1] (the
+ * end of this client's last batch), and answers 1 when it did, 0 when the
+ * key held anything else. Compared as text: Redis answers GET of an
+ * INCRBY'd key in canonical decimal, as ARGV[1] is written, so no number
+ * passes through Lua's doubles.
+ */
+static const char rd_lower_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  redis.call('SET', KEYS[1], ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
 
 /* ---- Increments -------------------------------------------------------- */
 
@@ -330,6 +349,110 @@ int rd_raise_to(void *store, const char *key, uint64_t value,
         rc = rd_wait_reply(s, what, rs[1], rd_now_ms() - t0, err);
     for (size_t i = 0; i < ncmd; i++)
         freeReplyObject(rs[i]);
+    return rc;
+}
+
+/* ---- Giving back ------------------------------------------------------ */
+
+int rd_lower_check(const idp_lower_op *op, idp_error *err)
+{
+    if (op->value >= op->expect || op->expect > IDP_MAX_VALUE)
+        return idp_plugin_error(err, IDP_EINVAL, "cannot lower '%s' from %"
+                                PRIu64 " to %" PRIu64 ": a lowering goes "
+                                "down, below 2^63", op->key, op->expect,
+                                op->value);
+    return IDP_OK;
+}
+
+void rd_lower_argv(const char *key, const char *expect, const char *value,
+                   const char **argv)
+{
+    argv[0] = "EVAL";
+    argv[1] = rd_lower_script;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = expect;
+    argv[5] = value;
+}
+
+int rd_lower_reply(const rd_store *s, const char *key, const redisReply *r,
+                   int *done, idp_error *err)
+{
+    char shown[64];
+    if (r->type == REDIS_REPLY_ERROR)
+        return idp_plugin_error(err, IDP_ESTORE, "lowering '%s' (EVAL) on %s "
+                                "failed: %s%s", key, s->where, r->str,
+                                rd_cluster_hint(r));
+    if (r->type != REDIS_REPLY_INTEGER || (r->integer != 0 &&
+                                           r->integer != 1))
+        return idp_plugin_error(err, IDP_ESTORE, "lowering '%s' (EVAL) on %s "
+                                "answered %s, not 0 or 1", key, s->where,
+                                rd_describe(r, shown, sizeof shown));
+    *done = (int)r->integer;
+    return IDP_OK;
+}
+
+/* Every op's compare-and-set as one EVAL, all in one pipeline with one
+ * WAIT behind it when wait_replicas is set. A WAIT that falls short fails
+ * the whole call, as for incr_many: the lowerings stay applied on the
+ * primary, which is safe either way (a replica holding the higher value
+ * only makes a gap). */
+int rd_lower(void *store, idp_lower_op *ops, size_t nops, idp_error *err)
+{
+    rd_store *s = store;
+    int rc = rd_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    const char **argv = calloc(nops * 6 + 3, sizeof *argv);
+    int *argcs = calloc(nops + 1, sizeof *argcs);
+    char (*nums)[2][24] = calloc(nops, sizeof *nums);
+    redisReply **replies = calloc(nops + 1, sizeof *replies);
+    size_t *idx = calloc(nops, sizeof *idx);
+    if (argv == NULL || argcs == NULL || nums == NULL || replies == NULL ||
+        idx == NULL) {
+        rc = idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
+                              "counters to give back", nops);
+        goto out;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < nops; i++) {
+        ops[i].done = 0;
+        if ((ops[i].status = rd_lower_check(&ops[i], NULL)) != IDP_OK)
+            continue;
+        snprintf(nums[n][0], sizeof nums[n][0], "%" PRIu64, ops[i].expect);
+        snprintf(nums[n][1], sizeof nums[n][1], "%" PRIu64, ops[i].value);
+        rd_lower_argv(ops[i].key, nums[n][0], nums[n][1], argv + 6 * n);
+        argcs[n] = 6;
+        idx[n++] = i;
+    }
+    if (n == 0)
+        goto out;
+    char what[64];
+    snprintf(what, sizeof what, "a pipeline of %zu lowerings (EVAL)", n);
+    size_t ncmd = n;
+    if (s->wait_replicas > 0) {
+        rd_wait_argv(s, argv + 6 * n);
+        argcs[ncmd++] = 3;
+    }
+    long long t0 = rd_now_ms();
+    if ((rc = rd_pipeline_v(s, what, ncmd, argcs, argv, replies, err)) !=
+        IDP_OK)
+        goto out;
+    for (size_t j = 0; j < n; j++) {
+        idp_lower_op *op = &ops[idx[j]];
+        op->status = rd_lower_reply(s, op->key, replies[j], &op->done, NULL);
+        freeReplyObject(replies[j]);
+    }
+    if (ncmd > n) {
+        rc = rd_wait_reply(s, what, replies[n], rd_now_ms() - t0, err);
+        freeReplyObject(replies[n]);
+    }
+out:
+    free(argv);
+    free(argcs);
+    free(nums);
+    free(replies);
+    free(idx);
     return rc;
 }
 

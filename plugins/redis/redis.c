@@ -159,6 +159,7 @@ static const idp_plugin rd_plugin = {
     .list = rd_list,
     .drop = rd_drop_child,
     .testing = &rd_testing,
+    .lower = rd_lower,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

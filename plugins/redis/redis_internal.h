@@ -3,7 +3,7 @@
  * redis-cluster) share, built from the same files into each .so:
  *   conn.c    one server connection: connect, send, pipelines, SIGPIPE
  *   ops.c     the store's commands on one server (INCRBY, GET, raise,
- *             WAIT) and the judging of their replies
+ *             lower, WAIT) and the judging of their replies
  *   setup.c   what every plugin checks at open (credentials, PING,
  *             eviction and persistence, replicas, cluster mode)
  *   list.c    listing counters (SCAN, MGET)
@@ -156,6 +156,17 @@ RD_HIDDEN int rd_raise_reply(const rd_store *s, const char *what,
                              const char *key, const redisReply *r,
                              uint64_t *result, idp_error *err);
 
+/* A lowering goes down, below 2^63: IDP_EINVAL (err filled) if not. */
+RD_HIDDEN int rd_lower_check(const idp_lower_op *op, idp_error *err);
+
+/* The EVAL words of lowering `key` from `expect` to `value` (6 words into
+ * argv); the reply (1: lowered, 0: the key held anything else) is judged
+ * by rd_lower_reply into *done. */
+RD_HIDDEN void rd_lower_argv(const char *key, const char *expect,
+                             const char *value, const char **argv);
+RD_HIDDEN int rd_lower_reply(const rd_store *s, const char *key,
+                             const redisReply *r, int *done, idp_error *err);
+
 /* The three words of `WAIT wait_replicas ms`, appended at argv. */
 RD_HIDDEN void rd_wait_argv(const rd_store *s, const char **argv);
 
@@ -178,6 +189,8 @@ RD_HIDDEN int rd_get(void *store, const char *key, uint64_t *value,
                      int *exists, idp_error *err);
 RD_HIDDEN int rd_raise_to(void *store, const char *key, uint64_t value,
                           uint64_t *result, idp_error *err);
+RD_HIDDEN int rd_lower(void *store, idp_lower_op *ops, size_t nops,
+                       idp_error *err);
 
 /* cmdstat_incrby:calls from INFO commandstats of one server. */
 RD_HIDDEN int rd_roundtrips(void *store, uint64_t *count, idp_error *err);

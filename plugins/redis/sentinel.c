@@ -290,6 +290,7 @@ static const idp_plugin rs_plugin = {
     .list = rd_list,
     .drop = rs_drop_child,
     .testing = &rs_testing,
+    .lower = rd_lower,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)

@@ -52,6 +52,7 @@ typedef struct sq_store {
     sqlite3_stmt *add;       /* INCRBY upsert, RETURNING the new value */
     sqlite3_stmt *bump;      /* idprime_stats.increments += ?1 */
     sqlite3_stmt *raise;     /* MAX upsert, RETURNING the resulting value */
+    sqlite3_stmt *lower;     /* compare-and-set down, for giving back */
     sqlite3_stmt *get;
     sqlite3_stmt *list;
     sqlite3_stmt *count;     /* idprime_stats.increments */
@@ -106,6 +107,10 @@ static const char sq_sql_raise[] =
     "INSERT INTO idprime_counters(name, value) VALUES (?1, ?2)"
     " ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)"
     " RETURNING value";
+/* Giving back on a clean close: lowered only when the row still holds the
+ * end of this client's last batch (sqlite3_changes tells whether it did). */
+static const char sq_sql_lower[] =
+    "UPDATE idprime_counters SET value = ?3 WHERE name = ?1 AND value = ?2";
 static const char sq_sql_get[] =
     "SELECT value FROM idprime_counters WHERE name = ?1";
 /* A byte-exact prefix match: LIKE and GLOB would treat '_', '%', '*' in the
@@ -491,6 +496,44 @@ static int sq_raise_to(void *store, const char *key, uint64_t value,
     return IDP_OK;
 }
 
+/* Every op's compare-and-set in one write transaction (one round trip's
+ * worth: one lock, one commit); a store failure rolls back all. Not an
+ * increment: idprime_stats is left alone. */
+static int sq_lower(void *store, idp_lower_op *ops, size_t nops,
+                    idp_error *err)
+{
+    sq_store *s = store;
+    sq_delay(s);
+    int code = sq_begin(s, err);
+    if (code != IDP_OK)
+        return code;
+    for (size_t i = 0; i < nops; i++) {
+        ops[i].done = 0;
+        ops[i].status = IDP_OK;
+        if (ops[i].value >= ops[i].expect || ops[i].expect > IDP_MAX_VALUE) {
+            ops[i].status = IDP_EINVAL;
+            continue;
+        }
+        sqlite3_bind_text(s->lower, 1, ops[i].key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s->lower, 2, (sqlite3_int64)ops[i].expect);
+        sqlite3_bind_int64(s->lower, 3, (sqlite3_int64)ops[i].value);
+        int rc = sq_run(s->lower);
+        sqlite3_clear_bindings(s->lower);
+        if (rc != SQLITE_OK) {
+            code = sq_error(s, rc, "give back", err);
+            sq_rollback(s);
+            return code;
+        }
+        ops[i].done = sqlite3_changes(s->db) == 1;
+    }
+    if ((code = sq_commit(s, err)) != IDP_OK) {
+        for (size_t i = 0; i < nops; i++)
+            ops[i].done = 0;
+        return code;
+    }
+    return IDP_OK;
+}
+
 /* ---- Reads ------------------------------------------------------------- */
 
 static int sq_get(void *store, const char *key, uint64_t *value, int *exists,
@@ -567,7 +610,7 @@ static void sq_close(void *store)
     if (s == NULL)
         return;
     sqlite3_stmt *all[] = {s->begin, s->commit, s->rollback, s->add, s->bump,
-                           s->raise, s->get, s->list, s->count};
+                           s->raise, s->lower, s->get, s->list, s->count};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close_v2(s->db);
@@ -768,6 +811,7 @@ static int sq_setup(sq_store *s, idp_error *err)
         (code = sq_prepare(s, sq_sql_add, &s->add, err)) != IDP_OK ||
         (code = sq_prepare(s, sq_sql_bump, &s->bump, err)) != IDP_OK ||
         (code = sq_prepare(s, sq_sql_raise, &s->raise, err)) != IDP_OK ||
+        (code = sq_prepare(s, sq_sql_lower, &s->lower, err)) != IDP_OK ||
         (code = sq_prepare(s, sq_sql_get, &s->get, err)) != IDP_OK ||
         (code = sq_prepare(s, sq_sql_list, &s->list, err)) != IDP_OK ||
         (code = sq_prepare(s, sq_sql_count, &s->count, err)) != IDP_OK)
@@ -822,6 +866,7 @@ static const idp_plugin sq_plugin = {
     .list = sq_list,
     .drop = sq_drop,
     .testing = &sq_testing,
+    .lower = sq_lower,
 };
 
 IDP_PLUGIN_EXPORT const idp_plugin *idprime_plugin_entry(void)
