@@ -25,10 +25,21 @@ static int ms_target(ms_store *s, idp_error *err)
 {
     const idp_host *h = s->host;
     const idp_uri *u = h->uri;
-    if (u->nhosts > 1)
+    if (u->nhosts > 1) {
+        /* the hosts alone: the authority would show the password */
+        char hosts[256] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < u->nhosts && used < sizeof hosts; i++) {
+            int w = snprintf(hosts + used, sizeof hosts - used, "%s%s:%u",
+                             i > 0 ? "," : "", u->hosts[i].host,
+                             u->hosts[i].port != 0 ? u->hosts[i].port
+                                                   : MS_DEFAULT_PORT);
+            used += w > 0 ? (size_t)w : 0;
+        }
         return idp_plugin_error(err, IDP_EINVAL, "the URI names several hosts "
                                 "(%s); the mysql store talks to one server: "
-                                "give one host[:port]", u->authority);
+                                "give one host[:port]", hosts);
+    }
     const char *sock = h->param_str(h, "socket");
     if (sock != NULL) {
         if (sock[0] == '\0')

@@ -5,6 +5,13 @@
  * and with what a fixed batch promises; the round trip reported is the
  * one measured through the proxy; the hot path compares the engine at
  * batch=1 with the raw client library on the same path.
+ *
+ * PostgreSQL and MariaDB: the same files run, counted by the servers
+ * themselves (the plugins' increment counts: a sequence taken by every
+ * increment, the server's statement counters), with no delay injected:
+ * the bench's delay proxy does not yet take their schemes (bench/target.c
+ * lists redis and memcached as the network stores), so a --rtt-ms run on
+ * them is a run without delay, which the result says (rtt_injected 0).
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -17,7 +24,8 @@
 
 static const char *const fixed_batch[] = {"low_watermark=0", NULL};
 
-static void files_behind_the_proxy(const char *kind, const char *extra)
+/* 300 files at rtt_ms (0: no delay) on a server of `kind`. */
+static void files_on(const char *kind, const char *extra, unsigned rtt_ms)
 {
     server s;
     ck_assert_int_eq(server_start(&s, kind, extra), 0);
@@ -26,7 +34,7 @@ static void files_behind_the_proxy(const char *kind, const char *extra)
     bench_config c;
     bench_config_defaults(&c);
     c.count = 300;
-    c.rtt_ms = 2;
+    c.rtt_ms = rtt_ms;
     c.params = fixed_batch;
     char msg[512] = "";
     bench_results rs = {0};
@@ -35,9 +43,9 @@ static void files_behind_the_proxy(const char *kind, const char *extra)
     ck_assert_uint_eq(rs.n, 2);
     const bench_result *r = &rs.v[0], *b = &rs.v[1];
     ck_assert_str_eq(r->store, kind);
-    ck_assert_int_eq(r->rtt_injected, 1);
+    ck_assert_int_eq(r->rtt_injected, rtt_ms > 0);
     /* the proxy's delay is in the path: measured, never below what it holds */
-    ck_assert_msg(r->rtt_ms >= 2.0, "measured %.3f ms", r->rtt_ms);
+    ck_assert_msg(r->rtt_ms >= rtt_ms, "measured %.3f ms", r->rtt_ms);
     /* 300 files: inode 2 x 256, chunk 1 x 2048, by the server's own count */
     ck_assert_int_eq(r->has_store_count, 1);
     ck_assert_uint_eq(r->roundtrips_store, 3);
@@ -52,6 +60,11 @@ static void files_behind_the_proxy(const char *kind, const char *extra)
     server_stop(&s, 0);
 }
 
+static void files_behind_the_proxy(const char *kind, const char *extra)
+{
+    files_on(kind, extra, 2);
+}
+
 START_TEST(redis_counts_what_a_fixed_batch_promises_behind_the_proxy)
 {
     files_behind_the_proxy("redis", NULL);
@@ -61,6 +74,18 @@ END_TEST
 START_TEST(memcached_counts_what_a_fixed_batch_promises_behind_the_proxy)
 {
     files_behind_the_proxy("memcached", "-M");
+}
+END_TEST
+
+START_TEST(postgresql_counts_what_a_fixed_batch_promises)
+{
+    files_on("postgresql", NULL, 0);
+}
+END_TEST
+
+START_TEST(mysql_counts_what_a_fixed_batch_promises)
+{
+    files_on("mysql", NULL, 0);
 }
 END_TEST
 
@@ -115,6 +140,12 @@ int main(void)
 #ifdef HAVE_MEMCACHED
     tcase_add_test(t, memcached_counts_what_a_fixed_batch_promises_behind_the_proxy);
     tcase_add_test(t, memcached_hotpath_runs_libmemcached_beside_the_engine);
+#endif
+#ifdef HAVE_POSTGRESQL
+    tcase_add_test(t, postgresql_counts_what_a_fixed_batch_promises);
+#endif
+#ifdef HAVE_MYSQL
+    tcase_add_test(t, mysql_counts_what_a_fixed_batch_promises);
 #endif
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);

@@ -1,7 +1,8 @@
 /*
  * test_fork.c - guarantee 6 (docs/design.md, "fork") against real stores:
- * redis-server, memcached (both started by the harness on free loopback
- * ports) and SQLite files in a temp folder, each test a loop over the three.
+ * redis-server, memcached, PostgreSQL and MariaDB (started by the harness
+ * on free loopback ports) and SQLite files in a temp folder, each test a
+ * loop over the five.
  *
  * A client used in a child after fork() never serves an ID the parent held
  * or fetched: every child ID is above the store's value read just before
@@ -40,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -48,6 +50,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include <libpq-fe.h>
+#include <mysql.h>
 #include <sqlite3.h>
 
 #include "harness.h"
@@ -88,13 +92,28 @@ const char *__tsan_default_options(void)
 
 /* ---- Stores ------------------------------------------------------------- */
 
-enum { REDIS, MEMCACHED, SQLITE, NSTORES };
+enum { REDIS, MEMCACHED, SQLITE, POSTGRESQL, MARIADB, NSTORES };
 static const char *const store_name[NSTORES] = {"redis", "memcached",
-                                                "sqlite"};
+                                                "sqlite", "postgresql",
+                                                "mysql"};
+
+/*
+ * PostgreSQL and MariaDB take seconds to set up (initdb,
+ * mariadb-install-db), so main starts one of each for the whole suite and
+ * each test keeps to counters of its own (a prefix naming its process and
+ * its env). redis and memcached start in milliseconds: one per test.
+ */
+static server shared[NSTORES];
+
+static int is_shared(int kind)
+{
+    return kind == POSTGRESQL || kind == MARIADB;
+}
 
 typedef struct env {
     int kind;
-    server srv;                 /* redis, memcached */
+    server srv;                 /* every store but sqlite */
+    char prefix[64];            /* shared servers: this test's counters */
     char dir[PATH_MAX];         /* sqlite: the temp folder */
     char path[PATH_MAX + 32];   /* sqlite: the database file */
     char uri[PATH_MAX + 512];
@@ -107,6 +126,13 @@ static void env_up(env *e, int kind)
     if (kind == SQLITE) {
         ck_assert_ptr_nonnull(harness_tmpdir(e->dir, sizeof e->dir));
         snprintf(e->path, sizeof e->path, "%s/fork.db", e->dir);
+    } else if (is_shared(kind)) {
+        static unsigned envs;
+        ck_assert_msg(shared[kind].pid != 0, "%s did not start",
+                      store_name[kind]);
+        e->srv = shared[kind];
+        snprintf(e->prefix, sizeof e->prefix, "f%d_%u.", (int)getpid(),
+                 envs++);
     } else {
         ck_assert_msg(server_start(&e->srv, store_name[kind], NULL) == 0,
                       "%s did not start", store_name[kind]);
@@ -116,10 +142,16 @@ static void env_up(env *e, int kind)
 /* The store's URI with `query` ("?batch=16..."), in e->uri. */
 static const char *env_uri(env *e, const char *query)
 {
-    if (e->kind == SQLITE)
-        snprintf(e->uri, sizeof e->uri, "sqlite://%s%s", e->path, query);
+    char q[256];
+    if (e->prefix[0] != '\0')
+        snprintf(q, sizeof q, "%s%sprefix=%s", query,
+                 query[0] != '\0' ? "&" : "?", e->prefix);
     else
-        server_uri(&e->srv, query, e->uri, sizeof e->uri);
+        snprintf(q, sizeof q, "%s", query);
+    if (e->kind == SQLITE)
+        snprintf(e->uri, sizeof e->uri, "sqlite://%s%s", e->path, q);
+    else
+        server_uri(&e->srv, q, e->uri, sizeof e->uri);
     return e->uri;
 }
 
@@ -134,7 +166,7 @@ static void env_down(env *e)
 {
     if (e->kind == SQLITE)
         nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    else
+    else if (!is_shared(e->kind))
         server_stop(&e->srv, 0);
 }
 
@@ -949,7 +981,9 @@ END_TEST
 
 /* ---- 4. the child never writes on the parent's connection -------------- */
 
-/* Redis' own list of its clients, without the one asking. */
+/* The server's own list of its clients, without the one asking: Redis'
+ * CLIENT LIST, PostgreSQL's client backends (pg_stat_activity), MariaDB's
+ * PROCESSLIST. */
 typedef struct conns {
     int n;
     long long id[32];
@@ -977,6 +1011,129 @@ static void redis_conns(const server *s, conns *out)
     }
 }
 
+/* A connection of the test to the PostgreSQL server of e. */
+static PGconn *pg_probe(const env *e)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", e->srv.port);
+    const char *kw[] = {"host", "port", "user", "dbname", "connect_timeout",
+                        "sslmode", "application_name", NULL};
+    const char *val[] = {"127.0.0.1", port, "postgres", "postgres", "10",
+                         "disable", "fork-probe", NULL};
+    PGconn *c = PQconnectdbParams(kw, val, 0);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect to postgresql: %s",
+                  PQerrorMessage(c));
+    return c;
+}
+
+/* A connection of the test to the MariaDB server of e. */
+static MYSQL *my_probe(const env *e)
+{
+    MYSQL *m = mysql_init(NULL);
+    ck_assert_ptr_nonnull(m);
+    unsigned secs = 10, tcp = MYSQL_PROTOCOL_TCP;
+    mysql_optionsv(m, MYSQL_OPT_CONNECT_TIMEOUT, &secs);
+    mysql_optionsv(m, MYSQL_OPT_READ_TIMEOUT, &secs);
+    mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &tcp);
+    ck_assert_msg(mysql_real_connect(m, "127.0.0.1", "root", NULL, NULL,
+                                     (unsigned)e->srv.port, NULL, 0) != NULL,
+                  "connect to mysql: %s", mysql_error(m));
+    return m;
+}
+
+/* The connection ids of the test's own MariaDB probes: one that closed
+ * leaves PROCESSLIST a little later, and is never taken for a client's. */
+static long long probe_ids[1024];
+static size_t nprobe_ids;
+
+static int is_probe(long long id)
+{
+    for (size_t i = 0; i < nprobe_ids; i++)
+        if (probe_ids[i] == id)
+            return 1;
+    return 0;
+}
+
+/* Rows of (id, text) that `sql` answers on a MariaDB probe, into out,
+ * without the probes' own connections. */
+static void my_rows(const env *e, const char *sql, conns *out)
+{
+    MYSQL *m = my_probe(e);
+    if (nprobe_ids < sizeof probe_ids / sizeof *probe_ids)
+        probe_ids[nprobe_ids++] = (long long)mysql_thread_id(m);
+    ck_assert_msg(mysql_query(m, sql) == 0, "%s: %s", sql, mysql_error(m));
+    MYSQL_RES *r = mysql_store_result(m);
+    ck_assert_ptr_nonnull(r);
+    memset(out, 0, sizeof *out);
+    for (MYSQL_ROW row; (row = mysql_fetch_row(r)) != NULL && out->n < 32;) {
+        if (is_probe(atoll(row[0])))
+            continue;
+        out->id[out->n] = atoll(row[0]);
+        snprintf(out->cmd[out->n], sizeof out->cmd[0], "%s",
+                 row[1] != NULL ? row[1] : "");
+        out->n++;
+    }
+    mysql_free_result(r);
+    mysql_close(m);
+}
+
+static void pg_conns(const env *e, conns *out)
+{
+    PGconn *c = pg_probe(e);
+    PGresult *r = PQexec(c, "SELECT pid, coalesce(left(query, 30), '') "
+                         "FROM pg_stat_activity WHERE backend_type = "
+                         "'client backend' AND application_name <> "
+                         "'fork-probe'");
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "pg_stat_activity: "
+                  "%s", PQerrorMessage(c));
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < PQntuples(r) && out->n < 32; i++, out->n++) {
+        out->id[out->n] = atoll(PQgetvalue(r, i, 0));
+        snprintf(out->cmd[out->n], sizeof out->cmd[0], "%s",
+                 PQgetvalue(r, i, 1));
+    }
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* 1 when the test can list the store's client connections. */
+static int has_conn_list(int kind)
+{
+    return kind == REDIS || kind == POSTGRESQL || kind == MARIADB;
+}
+
+/* 1 when the store counts the connections it accepted. PostgreSQL does
+ * not (pg_stat_database.sessions is flushed late). */
+static int has_conn_total(int kind)
+{
+    return kind == REDIS || kind == MEMCACHED || kind == MARIADB;
+}
+
+static void store_conns(const env *e, conns *out)
+{
+    if (e->kind == REDIS)
+        redis_conns(&e->srv, out);
+    else if (e->kind == POSTGRESQL)
+        pg_conns(e, out);
+    else
+        my_rows(e, "SELECT ID, COMMAND FROM information_schema.PROCESSLIST "
+                "WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon' AND "
+                "USER <> 'system user'", out);
+}
+
+/* Waits (at most 10 s) until the server lists n client connections: a
+ * closed one leaves the list a little after its client is gone. */
+static void conns_settle(const env *e, int n, conns *out)
+{
+    long long deadline = tu_now_ms() + 10000;
+    for (store_conns(e, out); out->n != n; store_conns(e, out)) {
+        ck_assert_msg(tu_now_ms() < deadline, "%s lists %d client "
+                      "connections after 10 s, %d expected",
+                      store_name[e->kind], out->n, n);
+        tu_sleep_ms(5); /* polling the server's state, not a guess */
+    }
+}
+
 static int conns_has(const conns *c, long long id)
 {
     for (int i = 0; i < c->n; i++)
@@ -1000,6 +1157,14 @@ static uint64_t total_connections(const env *e)
     if (e->kind == REDIS) {
         raw(&e->srv, NULL, "INFO stats", buf, sizeof buf);
         return info_field(buf, "total_connections_received:");
+    }
+    if (e->kind == MARIADB) {
+        /* Connections: every attempt since the start, this one included */
+        conns c;
+        my_rows(e, "SELECT 0, VARIABLE_VALUE FROM information_schema."
+                "GLOBAL_STATUS WHERE VARIABLE_NAME = 'CONNECTIONS'", &c);
+        ck_assert_int_eq(c.n, 1);
+        return strtoull(c.cmd[0], NULL, 10);
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
@@ -1052,8 +1217,8 @@ START_TEST(test_child_never_writes_on_parent_connection)
              store_name[kind]);
     env e;
     env_up(&e, kind);
-    /* redis, memcached: metaprime=0, every allocation a round trip on the
-     * one connection; sqlite: batches fetched in the background too */
+    /* the network stores: metaprime=0, every allocation a round trip on
+     * the one connection; sqlite: batches fetched in the background too */
     idp_client *c = env_open(&e, kind == SQLITE
                                      ? "?batch=16&adaptive=0&low_watermark=50"
                                      : "?metaprime=0");
@@ -1068,20 +1233,25 @@ START_TEST(test_child_never_writes_on_parent_connection)
 
     conns before = {0}, during = {0}, after = {0};
     uint64_t t0 = 0, t1 = 0, t2 = 0;
-    if (kind == REDIS) {
-        redis_conns(&e.srv, &before);
+    if (has_conn_list(kind)) {
+        /* a shared server: the earlier tests' clients leave the list */
+        if (is_shared(kind))
+            conns_settle(&e, 1, &before);
+        store_conns(&e, &before);
         ck_assert_msg(before.n == 1, "%s: %d client connections before the "
                       "fork, 1 expected", what, before.n);
     }
     uint64_t per_open = 0;   /* connections a client opens (memcached:
                                 the open's settings check, then its own) */
-    if (kind != SQLITE) {
+    if (has_conn_total(kind)) {
         uint64_t ta = total_connections(&e);
         idp_client *other = env_open(&e, "?metaprime=0");
         tu_next(tu_counter(other, "calibrate"));
         idp_close(other);
         per_open = total_connections(&e) - ta - 1;
         ck_assert_uint_ge(per_open, 1);
+        if (kind == MARIADB) /* the calibrating client gone from the list */
+            conns_settle(&e, 1, &during);
         t0 = total_connections(&e);
     }
 
@@ -1097,8 +1267,8 @@ START_TEST(test_child_never_writes_on_parent_connection)
     take_here(ctr, mine + 10, 90, 0, what);
     ids_add(&all, mine + 10, 90, -1);
     kid_wait_bytes(&k, per * sizeof(uint64_t), KID_MS, what);
-    if (kind == REDIS) {
-        redis_conns(&e.srv, &during);
+    if (has_conn_list(kind)) {
+        store_conns(&e, &during);
         ck_assert_msg(during.n == 2 && conns_has(&during, before.id[0]),
                       "%s: with the child's client open the server has %d "
                       "client connections (id=%lld cmd=%s, id=%lld cmd=%s, "
@@ -1107,10 +1277,10 @@ START_TEST(test_child_never_writes_on_parent_connection)
                       during.cmd[0], during.id[1], during.cmd[1],
                       before.id[0]);
     }
-    if (kind != SQLITE) {
+    if (has_conn_total(kind)) {
         t1 = total_connections(&e);
         /* the child's connection, and the probes since t0 */
-        uint64_t probes = kind == REDIS ? 2 : 1;
+        uint64_t probes = has_conn_list(kind) ? 2 : 1;
         ck_assert_msg(t1 - t0 == per_open + probes, "%s: %" PRIu64
                       " connections accepted while the child ran, %" PRIu64
                       " (the child's own, as any new client) + %" PRIu64
@@ -1128,8 +1298,8 @@ START_TEST(test_child_never_writes_on_parent_connection)
     /* the parent's next allocations all succeed, on the same connection */
     take_here(ctr, mine + 100, 100, 0, what);
     ids_add(&all, mine + 100, 100, -1);
-    if (kind == REDIS) {
-        redis_conns(&e.srv, &after);
+    if (has_conn_list(kind)) {
+        store_conns(&e, &after);
         ck_assert_msg(conns_has(&after, before.id[0]), "%s: the parent's "
                       "connection id=%lld is gone after the child exited",
                       what, before.id[0]);
@@ -1140,9 +1310,9 @@ START_TEST(test_child_never_writes_on_parent_connection)
                           "exited: the parent reconnected", what,
                           after.id[i], after.cmd[i]);
     }
-    if (kind != SQLITE) {
+    if (has_conn_total(kind)) {
         t2 = total_connections(&e);
-        uint64_t probes = kind == REDIS ? 2 : 1;
+        uint64_t probes = has_conn_list(kind) ? 2 : 1;
         ck_assert_msg(t2 - t1 == probes, "%s: %" PRIu64 " connections "
                       "accepted after the child exited while the parent "
                       "allocated, %" PRIu64 " probes expected: the parent "
@@ -1180,10 +1350,77 @@ END_TEST
 
 /* ---- 5. idp_close in a child that never used the client ---------------- */
 
-/* The store hangs: redis and memcached stopped (SIGSTOP), the SQLite file
- * locked by another connection. Returns that connection (sqlite). */
+/* The processes the postmaster pid started (its backends), in pids. */
+static size_t pg_children(pid_t pid, pid_t *pids, size_t max)
+{
+    DIR *d = opendir("/proc");
+    ck_assert_ptr_nonnull(d);
+    size_t n = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL && n < max;) {
+        char path[300], line[512];
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        char *p = fgets(line, sizeof line, f) != NULL ? strrchr(line, ')')
+                                                      : NULL;
+        fclose(f);
+        int ppid = 0;
+        char state;
+        if (p != NULL && sscanf(p + 2, "%c %d", &state, &ppid) == 2 &&
+            ppid == (int)pid && state != 'Z')
+            pids[n++] = (pid_t)atoi(de->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+/* 1 when pid is stopped (or gone). */
+static int stopped(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 1;
+    char *p = fgets(line, sizeof line, f) != NULL ? strrchr(line, ')') : NULL;
+    fclose(f);
+    return p == NULL || p[2] == 'T' || p[2] == 't' || p[2] == 'Z';
+}
+
+/* PostgreSQL hangs only with its backends: SIGSTOP the postmaster first
+ * (so that it starts no new one), then each backend, and wait until
+ * every one is stopped. */
+static void pg_hang(const server *s, int sig)
+{
+    pid_t pids[128];
+    if (sig == SIGSTOP)
+        ck_assert_int_eq(server_pause(s), 0);
+    size_t n = pg_children(s->pid, pids, 128);
+    for (size_t i = 0; i < n; i++)
+        kill(pids[i], sig);
+    if (sig == SIGCONT) {
+        kill(s->pid, SIGCONT);
+        return;
+    }
+    long long deadline = tu_now_ms() + 2000;
+    for (size_t i = 0; i < n; i++)
+        while (!stopped(pids[i]))
+            ck_assert_msg(tu_now_ms() < deadline, "postgres backend %d did "
+                          "not stop", (int)pids[i]);
+}
+
+/* The store hangs: the server stopped (SIGSTOP; PostgreSQL with its
+ * backends), the SQLite file locked by another connection. Returns that
+ * connection (sqlite). */
 static sqlite3 *hang_store(env *e)
 {
+    if (e->kind == POSTGRESQL) {
+        pg_hang(&e->srv, SIGSTOP);
+        return NULL;
+    }
     if (e->kind != SQLITE) {
         ck_assert_int_eq(server_pause(&e->srv), 0);
         return NULL;
@@ -1199,6 +1436,10 @@ static sqlite3 *hang_store(env *e)
 
 static void unhang_store(env *e, sqlite3 *db)
 {
+    if (e->kind == POSTGRESQL) {
+        pg_hang(&e->srv, SIGCONT);
+        return;
+    }
     if (e->kind != SQLITE) {
         ck_assert_int_eq(kill(e->srv.pid, SIGCONT), 0);
         return;
@@ -1348,7 +1589,8 @@ int main(void)
     const TTest *close_tests[] = {test_close_in_child_that_never_used_client,
                                   test_parent_closes_before_child_first_call,
                                   NULL};
-    /* each loop test runs for _i = REDIS, MEMCACHED, SQLITE */
+    /* each loop test runs for _i = REDIS, MEMCACHED, SQLITE, POSTGRESQL,
+     * MARIADB */
     const tu_case cases[] = {
         {.name = "both_allocate", .tests = none, .loops = both,
          .rows = NSTORES},
@@ -1360,5 +1602,12 @@ int main(void)
         {.name = "close", .tests = none, .loops = close_tests,
          .rows = NSTORES},
         {.name = NULL}};
-    return tu_run(tu_suite("fork", 120, cases));
+    for (int k = 0; k < NSTORES; k++)
+        if (is_shared(k) && server_start(&shared[k], store_name[k], NULL))
+            fprintf(stderr, "test_fork: %s did not start\n", store_name[k]);
+    int rc = tu_run(tu_suite("fork", 120, cases));
+    for (int k = 0; k < NSTORES; k++)
+        if (shared[k].pid != 0)
+            server_stop(&shared[k], 0);
+    return rc;
 }
