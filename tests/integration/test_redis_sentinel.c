@@ -156,7 +156,8 @@ START_TEST(test_ids_come_from_the_master_the_sentinel_names)
     snprintf(uri, sizeof uri, "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d/"
              NAME, harness_free_port(), g.s.port);
     c = tu_open(uri, &with_log);
-    ck_assert_uint_eq(tu_next(tu_counter(c, "ids")), 31);
+    /* on from the 25 served: the close gave back 26..30 */
+    ck_assert_uint_eq(tu_next(tu_counter(c, "ids")), 26);
     idp_close(c);
     rig_stop(&g);
 }
