@@ -164,6 +164,13 @@ static int ms_incr_outcome(const ms_store *s, const char *key, uint64_t n,
             *value = id;
             return IDP_OK;
         }
+        if (id == 0) /* LAST_INSERT_ID(expr) did not reach the OK packet */
+            return idp_plugin_error(err, IDP_ESTORE, "adding %" PRIu64 " to "
+                                    "'%s' on %s updated the row but gave no "
+                                    "value (a trigger on table %s hides "
+                                    "LAST_INSERT_ID, or the row held -%" PRIu64
+                                    "): the increment is a gap",
+                                    n, key, s->where, s->table, n);
         return idp_plugin_error(err, IDP_ESTORE, "adding %" PRIu64 " to '%s' "
                                 "on %s gave %" PRId64 ": the row held a "
                                 "negative value or one past 2^63-1, not a "

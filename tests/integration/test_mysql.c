@@ -770,6 +770,24 @@ START_TEST(test_value_that_is_no_counter_is_refused)
     ck_assert_ptr_null(try_open(uri_of(&s, "?table=strs"), &err));
     ck_assert_int_eq(err.code, IDP_ESTORE);
     MSG_HAS(err, "column `value` is varchar(20), expected bigint");
+
+    /* a trigger on the table hides LAST_INSERT_ID from the OK packet: the
+     * increment ran (a gap), nothing is served, and the message says why */
+    c = server_open(&s, "?metaprime=0", &with_log);
+    ck_assert_int_eq(idp_next(tu_counter(c, "t"), &v, &err), IDP_OK);
+    ck_assert_uint_eq(v, 1);
+    m = raw_open(&s);
+    raw_exec(m, "CREATE TRIGGER audit BEFORE UPDATE ON idprime_counters "
+                "FOR EACH ROW SET @seen = 1");
+    rc = idp_next(tu_counter(c, "t"), &v, &err);
+    ck_assert_msg(rc == IDP_ESTORE, "%d: %s", rc, err.msg);
+    MSG_HAS(err, "'t'");
+    MSG_HAS(err, "a trigger on table idprime_counters hides LAST_INSERT_ID");
+    raw_exec(m, "DROP TRIGGER audit");
+    mysql_close(m);
+    ck_assert_int_eq(idp_next(tu_counter(c, "t"), &v, &err), IDP_OK);
+    ck_assert_uint_eq(v, 3); /* 2 went to the hidden increment: a gap */
+    idp_close(c);
     server_stop(&s, 0);
 }
 END_TEST
