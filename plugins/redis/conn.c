@@ -33,23 +33,28 @@ typedef struct rd_sigpipe {
     int was_pending;
 } rd_sigpipe;
 
+/* Two syscalls in the usual case (block, restore), as libpq's guard: a
+ * SIGPIPE can be pending already only if the thread had it blocked, and
+ * one can have been raised here only if the exchange failed. */
 static void rd_sigpipe_block(rd_sigpipe *g)
 {
     sigset_t set, pending;
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, &g->old);
-    sigpending(&pending);
-    g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+    g->was_pending = 0;
+    if (sigismember(&g->old, SIGPIPE) == 1 && sigpending(&pending) == 0)
+        g->was_pending = sigismember(&pending, SIGPIPE) == 1;
 }
 
-static void rd_sigpipe_restore(rd_sigpipe *g)
+/* `failed`: the exchange failed (a write may have met a reset). */
+static void rd_sigpipe_restore(rd_sigpipe *g, int failed)
 {
     sigset_t set, pending;
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
-    sigpending(&pending);
-    if (!g->was_pending && sigismember(&pending, SIGPIPE) == 1) {
+    if (failed && !g->was_pending && sigpending(&pending) == 0 &&
+        sigismember(&pending, SIGPIPE) == 1) {
         struct timespec zero = {0, 0};
         sigtimedwait(&set, NULL, &zero);
     }
@@ -236,7 +241,7 @@ int rd_send_start(rd_store *s, const char *what, size_t n, const int *argcs,
     rd_sigpipe g;
     rd_sigpipe_block(&g);
     rc = rd_write(s, what, n, 0, argcs, argv, err);
-    rd_sigpipe_restore(&g);
+    rd_sigpipe_restore(&g, rc != IDP_OK);
     return rc;
 }
 
@@ -246,7 +251,7 @@ int rd_send_finish(rd_store *s, const char *what, size_t n,
     rd_sigpipe g;
     rd_sigpipe_block(&g);
     int rc = rd_read(s, what, n, replies, err);
-    rd_sigpipe_restore(&g);
+    rd_sigpipe_restore(&g, rc != IDP_OK);
     return rc;
 }
 
@@ -261,7 +266,7 @@ static int rd_send(rd_store *s, const char *what, size_t n, int argc,
     int rc = rd_write(s, what, n, argc, argcs, argv, err);
     if (rc == IDP_OK)
         rc = rd_read(s, what, n, replies, err);
-    rd_sigpipe_restore(&g);
+    rd_sigpipe_restore(&g, rc != IDP_OK);
     return rc;
 }
 
