@@ -121,6 +121,7 @@ static int locate(const char *s, size_t len, const char *const *keys, int n)
 typedef struct loader {
     idp_config *cfg;
     int ret_line;    /* the line the script returned from */
+    const char *const *args; /* the script's `...`; may be NULL */
 } loader;
 
 /* Raises "FILE:LINE: a.b.c: why", LINE where the field is written, else
@@ -348,7 +349,12 @@ static int load_main(lua_State *L)
     /* mode "t": text only, bytecode is refused by the loader itself */
     if (luaL_loadbufferx(L, cfg->src, cfg->srclen, chunk, "t") != LUA_OK)
         return lua_error(L);
-    lua_call(L, 0, 1);
+    int nargs = 0; /* the script's `...` */
+    for (; ld->args != NULL && ld->args[nargs] != NULL; nargs++) {
+        luaL_checkstack(L, 1, "config script arguments");
+        lua_pushstring(L, ld->args[nargs]);
+    }
+    lua_call(L, nargs, 1);
     ld->ret_line = cfg->sb.line;
     if (!lua_istable(L, -1))
         return luaL_error(L, "%s:%d: the script returned a %s, not a table "
@@ -489,7 +495,7 @@ API idp_config *idp_config_load(const char *path, const idp_config_opts *o,
         idp_config_free(cfg);
         return NULL;
     }
-    loader ld = {cfg, 0};
+    loader ld = {cfg, 0, d.args};
     char msg[sizeof err->msg];
     if (sandbox_call(&cfg->sb, load_main, &ld, max_instr, msg,
                      sizeof msg) != 0) {

@@ -69,6 +69,7 @@ static int closed_err(const idp_counter *c, idp_error *e)
  * the time, never waits, and holds at most 3.5rT unused IDs.
  */
 #define RATE_MIN_IDS 4  /* fewer IDs than this do not measure a rate */
+#define RATE_MIN_SHARE 8 /* the shortest interval measured: lat / this */
 
 static int sizing(const idp_counter *c)
 {
@@ -97,7 +98,11 @@ static uint64_t next_batch(idp_counter *c)
  * pool empty fetches). */
 static uint64_t trigger_for(const idp_counter *c, uint64_t len)
 {
-    if (c->low_watermark == 0 || len == 0 || c->legacy)
+    if (len == 0 || c->legacy)
+        return UINT64_MAX;
+    if (c->policy_wm_set) /* the policy's choice, in IDs, as it gave it */
+        return c->policy_wm;
+    if (c->low_watermark == 0)
         return UINT64_MAX;
     uint64_t w = len * c->low_watermark / 100;
     if (sizing(c)) {
@@ -112,8 +117,18 @@ static uint64_t trigger_for(const idp_counter *c, uint64_t len)
  * it was installed. */
 static void sample_rate(idp_counter *c, uint64_t used, double now)
 {
-    if (used >= RATE_MIN_IDS && c->installed_at > 0 && now > c->installed_at)
-        c->rate = (double)used / (now - c->installed_at);
+    if (used >= RATE_MIN_IDS && c->installed_at > 0 && now > c->installed_at) {
+        /* After a wait the callers' backlog drains a segment in
+         * microseconds, which says only that the demand outran it: read
+         * an interval under an eighth of a fetch as that eighth (the
+         * batch then grows at most about 16-fold a fetch), or it would
+         * read as millions of IDs/s and size the next batches at
+         * max_batch. */
+        double dt = now - c->installed_at;
+        if (dt < c->lat / RATE_MIN_SHARE)
+            dt = c->lat / RATE_MIN_SHARE;
+        c->rate = (double)used / dt;
+    }
 }
 
 /* ---- The background worker's queue ------------------------------------ */
@@ -218,18 +233,48 @@ static int check_answer(idp_counter *c, const idp_incr_op *op, idp_error *e)
     return rc;
 }
 
-/* Asks the batch policy for the next batch, with c->mu released for the
- * call (the fetch stays in flight, so the counter's next fetch waits). */
-static void apply_policy(idp_counter *c, uint64_t n, double dt)
+/* One policy call: the input the policy sees, and what it chose through
+ * idp_policy_set_watermark(). */
+typedef struct policy_call {
+    idp_policy_input in;
+    uint64_t watermark;
+    int wm_set;
+} policy_call;
+
+/* The call this thread is in, so that the setter knows an input of a call
+ * in progress from any other pointer without reading through it. */
+static __thread policy_call *t_policy_call;
+
+API int idp_policy_set_watermark(const idp_policy_input *in, uint64_t left)
+{
+    policy_call *pc = t_policy_call;
+    if (in == NULL || pc == NULL || in != &pc->in)
+        return IDP_EINVAL;
+    pc->watermark = left;
+    pc->wm_set = 1;
+    return IDP_OK;
+}
+
+/* Asks the batch policy for the next batch (and maybe the watermark of the
+ * batch just fetched, `n` IDs, on), with c->mu released for the call (the
+ * fetch stays in flight, so the counter's next fetch waits). */
+static void apply_policy(idp_counter *c, uint64_t n, double dt, int async)
 {
     idp_client *cl = c->client;
     if (cl->policy == NULL || c->legacy)
         return;
-    idp_policy_input in = {c->name, n, c->rate, dt,
-                           c->waited - c->waited_at_fetch, c->prime_calls};
+    double now = now_s();
+    policy_call pc = {
+        .in = {c->name, n, c->rate, dt, c->waited - c->waited_at_fetch,
+               c->prime_calls, c->cur_end - c->cur, trigger_for(c, n),
+               c->fetched_at > 0 ? now - c->fetched_at : 0, async != 0}};
+    c->fetched_at = now;
     c->waited_at_fetch = c->waited;
     pthread_mutex_unlock(&c->mu);
-    uint64_t next = cl->policy(cl->policy_ud, &in);
+    policy_call *outer = t_policy_call; /* a policy may open a client */
+    t_policy_call = &pc;
+    uint64_t next = cl->policy(cl->policy_ud, &pc.in);
+    t_policy_call = outer; /* the setter refuses this input from now on */
     if (next > (uint64_t)IDP_MAX_BATCH)
         store_log(&cl->st, IDP_LOG_WARN, "counter '%s': the batch policy "
                   "answered %llu, outside 1..%lld; keeping the last good "
@@ -238,6 +283,10 @@ static void apply_policy(idp_counter *c, uint64_t n, double dt)
     pthread_mutex_lock(&c->mu);
     if (next != 0 && next <= (uint64_t)IDP_MAX_BATCH)
         c->batch = next;
+    if (pc.wm_set) {
+        c->policy_wm = pc.watermark;
+        c->policy_wm_set = 1;
+    }
 }
 
 /*
@@ -278,7 +327,7 @@ static int fetch_done(idp_counter *c, const idp_incr_op *op, double dt,
     atomic_fetch_add_explicit(&cl->buckets[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&cl->fetch_ns, (uint64_t)(dt * 1e9),
                               memory_order_relaxed);
-    apply_policy(c, op->n, dt);
+    apply_policy(c, op->n, dt, async);
     c->pool_top = to_pool ? op->value : 0;
     if (to_pool) {
         c->has_ready = 1;

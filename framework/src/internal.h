@@ -112,6 +112,10 @@ struct idp_counter {
     double lat;               /* seconds a fetch takes (moving average) */
     uint64_t waited_at_install; /* `waited` when the segment was installed */
     uint64_t waited_at_fetch; /* `waited` at the previous fetch */
+    double fetched_at;        /* when the previous fetch finished; 0: none */
+    uint64_t policy_wm;       /* the batch policy's watermark, IDs left
+                                 (IDP_WATERMARK_NEVER: none) ... */
+    int policy_wm_set;        /* ... once the policy chose one */
 
     idp_counter *hnext;       /* the client's hash chain */
     idp_counter *qnext;       /* the worker's queue */

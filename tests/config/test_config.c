@@ -628,6 +628,145 @@ END_TEST
 
 /* ---- the shipped examples ------------------------------------------------ */
 
+/* Takes IDs 1..n one claim at a time (a cache of fill 1), settling after
+ * each: fetches[k] is the fetch count once ID k's claim is done. */
+static void take_one_by_one(idp_counter *k, uint64_t n, uint64_t *fetches)
+{
+    idp_cache c;
+    idp_error e = {0, ""};
+    ck_assert_int_eq(idp_cache_init(&c, sizeof c, k, 1, &e), IDP_OK);
+    for (uint64_t i = 1; i <= n; i++) {
+        uint64_t id = 0;
+        ck_assert_msg(idp_cache_next(&c, &id, &e) == IDP_OK, "%s", e.msg);
+        ck_assert_uint_eq(id, i);
+        fetches[i] = tu_settle(k).prime_calls;
+    }
+    idp_cache_release(&c);
+}
+
+/* The first ID whose claim made the fetch count reach f; 0 if none. */
+static uint64_t fetch_started_at(const uint64_t *fetches, uint64_t n, uint64_t f)
+{
+    for (uint64_t k = 1; k <= n; k++)
+        if (fetches[k] >= f)
+            return k;
+    return 0;
+}
+
+START_TEST(test_policy_chooses_the_watermark_too)
+{
+    /* batch, watermark: 37 left of 1..100, then -1 (never) for 101..200:
+     * the fetch ahead starts at ID 63; then only the claim that finds
+     * the pool empty (ID 201) fetches */
+    idp_config *cfg = load_ok(script("wm.lua",
+        "local calls = 0\n"
+        "return {\n"
+        "  uri = 'mem://wm',\n"
+        "  defaults = { batch = 100, adaptive = 0 },\n"
+        "  policy = function(s)\n"
+        "    calls = calls + 1\n"
+        "    print(string.format('fetch %d left %d watermark %d async %s '\n"
+        "                        .. 'since %s', s.fetches, s.left,\n"
+        "                        s.watermark, tostring(s.async),\n"
+        "                        tostring(s.since_fetch > 0)))\n"
+        "    if calls == 1 then return 100, 37 end\n"
+        "    return 100, -1\n"
+        "  end,\n"
+        "}\n"));
+    idp_client *c = open_with(cfg, NULL);
+    idp_counter *k = tu_counter(c, "c");
+    uint64_t fetches[211];
+    take_one_by_one(k, 210, fetches);
+    ck_assert_uint_eq(fetch_started_at(fetches, 210, 2), 63);
+    ck_assert_uint_eq(fetch_started_at(fetches, 210, 3), 201);
+    /* what the policy was told: the first fetch by a caller, with the
+     * engine's 25% of 100; the second ahead, 37 left, its own 37 */
+    ck_assert_msg(strstr(logged, "fetch 1 left 0 watermark 25 async false "
+                                 "since false") != NULL, "%s", logged);
+    ck_assert_msg(strstr(logged, "fetch 2 left 37 watermark 37 async true "
+                                 "since true") != NULL, "%s", logged);
+    ck_assert_msg(strstr(logged, "fetch 3 left 0 watermark -1 async false")
+                  != NULL, "%s", logged);
+    idp_close(c);
+    idp_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_a_nonsense_watermark_keeps_batch_and_watermark)
+{
+    /* the second answer's watermark is 1.5: logged, nothing of it kept
+     * (the batch stays 100, the watermark 10) */
+    idp_config *cfg = load_ok(script("wmbad.lua",
+        "local calls = 0\n"
+        "return {\n"
+        "  uri = 'mem://wmbad',\n"
+        "  defaults = { batch = 100, adaptive = 0 },\n"
+        "  policy = function(s)\n"
+        "    calls = calls + 1\n"
+        "    if calls == 1 then return 100, 10 end\n"
+        "    return 50, 1.5\n"
+        "  end,\n"
+        "}\n"));
+    idp_client *c = open_with(cfg, NULL);
+    idp_counter *k = tu_counter(c, "c");
+    uint64_t fetches[201];
+    take_one_by_one(k, 200, fetches);
+    ck_assert_uint_eq(fetch_started_at(fetches, 200, 2), 90);
+    ck_assert_uint_eq(fetch_started_at(fetches, 200, 3), 190);
+    ck_assert_uint_eq(batch_of(k), 100);
+    ck_assert_msg(strstr(logged, "wmbad.lua:5: policy returned 1.5 as the "
+                                 "watermark; expected") != NULL, "%s", logged);
+    ck_assert_ptr_nonnull(strstr(logged, "-1: never fetch ahead"));
+    idp_close(c);
+    idp_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_script_arguments_arrive_as_dots)
+{
+    const char *args[] = {"seconds=7", "x", NULL};
+    idp_config_opts o = {.size = sizeof o, .log = capture, .args = args};
+    idp_config *cfg = idp_config_load(script("dots.lua",
+        "local a, b = ...\n"
+        "print(a .. '|' .. b .. '|' .. select('#', ...))\n"
+        "return { uri = 'mem://dots' }\n"), &o, &err);
+    ck_assert_msg(cfg != NULL, "%s", err.msg);
+    ck_assert_msg(strstr(logged, "seconds=7|x|2") != NULL, "%s", logged);
+    idp_config_free(cfg);
+}
+END_TEST
+
+/* The bench's strategies (bench/strategies): each loads, and its policy
+ * runs without a failure while a counter hands out IDs. */
+static const char *const strategy_files[] = {
+    "cosid", "fixed-1000", "idprime", "juicefs", "leaf", "metaprime0",
+    "tidb", "tinyid"};
+
+START_TEST(test_every_strategy_runs_its_policy_cleanly)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/../../bench/strategies/%s.lua",
+             IDP_EXAMPLES_DIR, strategy_files[_i]);
+    const char *args[] = {"seconds=2", NULL};
+    idp_config_opts o = {.size = sizeof o, .log = capture, .args = args};
+    idp_config *cfg = idp_config_load(path, &o, &err);
+    ck_assert_msg(cfg != NULL, "%s", err.msg);
+    idp_client *c = open_with(cfg, "mem://strategy");
+    idp_counter *ks[] = {tu_counter(c, "inode"), tu_counter(c, "chunk")};
+    for (int j = 0; j < 2; j++) {
+        uint64_t last = 0;
+        for (int i = 0; i < 3000; i++) {
+            uint64_t id = tu_next(ks[j]);
+            ck_assert_uint_gt(id, last);
+            last = id;
+        }
+    }
+    ck_assert_msg(nlogged == 0, "%s: %s", strategy_files[_i], logged);
+    idp_close(c);
+    idp_config_free(cfg);
+}
+END_TEST
+
 static const char *const examples[] = {"mem", "redis", "memcached", "sqlite"};
 
 START_TEST(test_every_example_loads)
@@ -682,6 +821,9 @@ int main(void)
         test_policy_loops_and_bombs_are_capped_per_call,
         test_policy_is_serialised_across_threads,
         test_mem_example_hands_out_ids,
+        test_policy_chooses_the_watermark_too,
+        test_a_nonsense_watermark_keeps_batch_and_watermark,
+        test_script_arguments_arrive_as_dots,
         NULL};
     Suite *s = suite_create("config");
     TCase *tc = tu_add_tcase(s, "config", 300, tests);
@@ -692,6 +834,8 @@ int main(void)
                         (int)(sizeof nonsense / sizeof nonsense[0]));
     tcase_add_loop_test(tc, test_every_example_loads, 0,
                         (int)(sizeof examples / sizeof examples[0]));
+    tcase_add_loop_test(tc, test_every_strategy_runs_its_policy_cleanly, 0,
+                        (int)(sizeof strategy_files / sizeof strategy_files[0]));
     int rc = tu_run(s);
     char cmd[64];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -8,8 +8,11 @@
  *     defaults = { batch = 512, timeout_ms = 500, prefix = "fs:" },
  *     counters = { inode = { batch = 256, low_watermark = 50 } },
  *     policy = function(s)                       -- optional, once per fetch
- *       -- s.counter, s.batch, s.rate, s.fetch_seconds, s.waits, s.fetches
+ *       -- s.counter, s.batch, s.rate, s.fetch_seconds, s.waits, s.fetches,
+ *       -- s.left, s.watermark (-1: none), s.since_fetch, s.async
  *       if s.waits > 0 then return s.batch * 2 end  -- nil keeps the batch
+ *       -- return batch, watermark: also the IDs left at which the fetch
+ *       -- ahead starts (-1: never), see idp_policy_set_watermark()
  *     end,
  *   }
  *
@@ -57,6 +60,9 @@ typedef struct idp_config_opts {
     size_t max_memory;            /* 0: IDP_CONFIG_MEMORY */
     uint64_t max_instructions;    /* 0: IDP_CONFIG_INSTRUCTIONS */
     uint64_t policy_instructions; /* 0: IDP_CONFIG_POLICY_INSTRUCTIONS */
+    /* NULL-terminated strings the script receives as `...` (the bench
+     * passes "seconds=N", the length of its runs); may be NULL. */
+    const char *const *args;
 } idp_config_opts;
 
 typedef struct idp_config idp_config;

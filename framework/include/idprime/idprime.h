@@ -89,13 +89,43 @@ typedef struct idp_policy_input {
     double fetch_seconds;    /* latency of the fetch that just finished */
     uint64_t waits;          /* calls that waited since the previous fetch */
     uint64_t fetches;        /* successful fetches so far, this one included */
+    /* Appended (the libraries that export idp_policy_set_watermark
+     * fill them; a policy built against an older header never reads them): */
+    uint64_t left;           /* IDs left in the segment being served when
+                                the fetch finished (0 when a caller waited) */
+    uint64_t watermark;      /* IDs left at which the fetch ahead of the
+                                batch just fetched would start if the policy
+                                chose none: its own last choice, else the
+                                engine's rule; IDP_WATERMARK_NEVER for none */
+    double since_fetch;      /* seconds since the previous fetch finished;
+                                0 for the first */
+    int async;               /* 1: fetched ahead in the background; 0: a
+                                caller fetched it (and waited) */
 } idp_policy_input;
 
 /* Chooses the batch of the next fetch: 1..1073741824, or 0 to keep the
  * current one. Called with no engine lock held, from the thread that did the
  * fetch (a caller's or the background worker); the counter's next fetch
- * waits for it, so it must not allocate from that counter itself. */
+ * waits for it, so it must not allocate from that counter itself. It may
+ * also choose the watermark, with idp_policy_set_watermark(). */
 typedef uint64_t (*idp_policy_fn)(void *ud, const idp_policy_input *in);
+
+/* A watermark meaning "never fetch ahead": the caller that finds the pool
+ * empty fetches, and waits. */
+#define IDP_WATERMARK_NEVER UINT64_MAX
+
+/*
+ * Called by a batch policy, during its call, on the thread it was called on
+ * and with the `in` it was given:
+ * the fetch ahead of the batch just fetched (and of every later one, until
+ * the policy chooses again) starts as soon as a claim leaves at most
+ * `left` IDs in that segment: `left` = 0 when the segment is used up, a
+ * `left` at or above the batch at its first claim (always one batch
+ * ahead), IDP_WATERMARK_NEVER for no fetch ahead. Until a policy chooses,
+ * the engine's rule (low_watermark percent) holds. Returns IDP_OK, or
+ * IDP_EINVAL when `in` is not the input of a policy call in progress.
+ */
+int idp_policy_set_watermark(const idp_policy_input *in, uint64_t left);
 
 typedef struct idp_options {
     size_t size;             /* sizeof(idp_options) as the caller knows it */
