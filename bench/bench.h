@@ -30,11 +30,15 @@ typedef enum bench_workload {
     BENCH_STEADY,   /* `rate` IDs/s for `seconds` */
     BENCH_HOTPATH,  /* next() on a warm pool against an atomic fetch-add,
                        and batch=1 against the raw client library */
-    BENCH_COUNTERS  /* `count` counters in one client, one ID each; and
+    BENCH_COUNTERS, /* `count` counters in one client, one ID each; and
                        the cost of idp_open + idp_close */
+    BENCH_BURSTY,   /* on/off phases averaging `rate` over `seconds` */
+    BENCH_RAMP,     /* a rate rising from 0 to 2x `rate` over `seconds` */
+    BENCH_TRACE     /* the demand of a CSV file replayed (profile.h) */
 } bench_workload;
 
-/* "files", "burst", "steady", "hotpath", "counters". */
+/* "files", "burst", "steady", "hotpath", "counters", "bursty", "ramp",
+ * "trace". */
 const char *bench_workload_name(bench_workload w);
 /* Returns 0 and sets *w, or -1 for an unknown name. */
 int bench_workload_parse(const char *name, bench_workload *w);
@@ -57,6 +61,9 @@ typedef struct bench_config {
     const idp_options *options; /* every client's options (a config's
                               settings and batch policy); the bench sets
                               the log. May be NULL */
+    const char *trace;     /* trace: the CSV file replayed */
+    const char *strategy;  /* the name reported with each run (a strategy
+                              of the shoot-out); NULL: none */
     FILE *progress;        /* a progress bar for runs over a second; NULL:
                               none */
     idp_log_fn log;        /* warnings (a disagreement, a delay a store
@@ -97,6 +104,14 @@ typedef struct bench_result {
     uint64_t calls;            /* next() calls */
     uint64_t p50_ns, p99_ns, p999_ns;
     uint64_t unused_ids;       /* fetched, not handed out, at the end */
+    char strategy[64];         /* cfg->strategy, or "" */
+    uint64_t last_id[2];       /* the highest ID handed out, per counter */
+    int has_wasted;            /* wasted_ids was measured */
+    uint64_t wasted_ids;       /* the store's values after the clean close
+                                  above the last IDs handed out */
+    uint64_t at_risk_ids;      /* the highest values fetched above the last
+                                  IDs handed out, before the close: what a
+                                  crash then would have lost */
     int ncounters;             /* the workload's counters (files: 2) */
     char counter[2][16];       /* their names: "inode", "chunk", ... */
     uint64_t counter_fetches[2]; /* the engine's fetches of each */
@@ -164,5 +179,16 @@ int bench_csv(FILE *f, const bench_results *r);
  * its baseline (or the atomic fetch-add and raw client for hotpath), on log
  * scales. Returns 0 or -1. */
 int bench_svg(FILE *f, const bench_results *r);
+
+/* The shoot-out's SVG (frontier.c; bench_svg writes it when the runs have
+ * strategies): for each workload and round trip, calls that waited against
+ * IDs wasted at a clean close, and against IDs at risk on a crash, a point
+ * per strategy and store, the frontier ringed. Returns 0 or -1. */
+int bench_frontier_svg(FILE *f, const bench_results *r);
+
+/* 1 when another run of the same URI, workload and round trip both waited
+ * no more and wasted (at_risk: held at risk) no more than run i, and did
+ * better on one of them: run i is off the lower-left frontier. */
+int bench_dominated(const bench_results *r, size_t i, int at_risk);
 
 #endif

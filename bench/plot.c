@@ -206,6 +206,9 @@ static void draw_panel(FILE *f, const panel *p, const group *g, size_t ng,
 
 int bench_svg(FILE *f, const bench_results *rs)
 {
+    for (size_t i = 0; i < rs->n; i++)
+        if (rs->v[i].strategy[0] != '\0')
+            return bench_frontier_svg(f, rs);
     group g[64];
     size_t ng = 0;
     for (size_t i = 0; i < rs->n && ng < sizeof g / sizeof g[0]; i++) {

@@ -3,8 +3,16 @@
  * comparison. Each does what its plugin does on the wire for one fetch and
  * nothing else: redis INCRBY over one connection; memcached a binary
  * increment with TCP_NODELAY, ketama over the URI's servers.
+ *
+ * PostgreSQL and MySQL/MariaDB come as modules (raw_postgresql.c,
+ * raw_mysql.c) loaded from raw/ beside the plugin that serves the scheme,
+ * so the bench, and the command that links it, never depend on libpq or
+ * libmariadb. The folder is raw/ rather than the plugin folder itself
+ * because the dispatcher's scan loads every idprime-*.so there as a
+ * plugin and would warn about each module.
  */
 #include <ctype.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +25,14 @@
 #include <libmemcached/memcached.h>
 #endif
 
+#include "idprime/idprime.h"
 #include "raw.h"
 
 struct raw_client {
     const char *name;
+    void *dl;                 /* a SQL store's module, or NULL */
+    const raw_module *mod;
+    void *mh;                 /* the module's handle */
 #ifdef HAVE_HIREDIS
     redisContext *rc;
 #endif
@@ -29,7 +41,6 @@ struct raw_client {
 #endif
 };
 
-#ifdef HAVE_HIREDIS
 /* Percent-decodes [s, s+n) into out (at least n+1 bytes). */
 static void decode(const char *s, size_t n, char *out)
 {
@@ -47,6 +58,7 @@ static void decode(const char *s, size_t n, char *out)
     out[o] = '\0';
 }
 
+#ifdef HAVE_HIREDIS
 static int redis_ok(raw_client *r, redisReply *rep, const char *what,
                     char *msg, size_t len)
 {
@@ -127,6 +139,140 @@ static raw_client *memcached_open_(raw_client *r, const bench_target *t,
 }
 #endif
 
+/* ---- The SQL stores' modules --------------------------------------- */
+
+/* Finds the plugin that serves a scheme, as the dispatcher does. */
+typedef struct plugin_find {
+    const char *scheme;
+    char name[64];
+    char dir[4096];
+} plugin_find;
+
+static void on_plugin(void *ud, const idp_plugin_info *p)
+{
+    plugin_find *f = ud;
+    size_t n = strlen(f->scheme);
+    for (const char *s = p->schemes; f->name[0] == '\0' && *s != '\0';) {
+        size_t k = strcspn(s, ",");
+        const char *slash = strrchr(p->path, '/');
+        if (k == n && strncmp(s, f->scheme, n) == 0 && slash != NULL) {
+            snprintf(f->name, sizeof f->name, "%s", p->name);
+            snprintf(f->dir, sizeof f->dir, "%.*s", (int)(slash - p->path),
+                     p->path);
+        }
+        s += k + (s[k] == ',');
+    }
+}
+
+/* Loads raw/idprime-raw-NAME.so beside the plugin serving t's scheme, on
+ * the dispatcher's own search path (idp_plugins). Returns 0, or -1 with
+ * msg filled (*unsupported = 1: no plugin or no module, nothing failed). */
+static int module_load(raw_client *r, const bench_target *t, int *unsupported,
+                       char *msg, size_t len)
+{
+    plugin_find f = {.scheme = t->scheme};
+    idp_error err;
+    if (idp_plugins(NULL, on_plugin, &f, &err) != IDP_OK || f.name[0] == '\0') {
+        *unsupported = 1;
+        snprintf(msg, len, "no raw client for %s: no plugin serves it on the "
+                 "search path (set IDPRIME_PLUGIN_PATH)", t->scheme);
+        return -1;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/raw/idprime-raw-%s.so", f.dir, f.name);
+    if ((r->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+        *unsupported = 1;
+        /* dlerror names the file */
+        snprintf(msg, len, "no raw client for %s: %s (it comes with the %s "
+                 "plugin)", t->scheme, dlerror(), f.name);
+        return -1;
+    }
+    raw_module_entry_fn entry;
+    *(void **)&entry = dlsym(r->dl, RAW_MODULE_ENTRY);
+    const raw_module *m = entry != NULL ? entry() : NULL;
+    if (m == NULL || m->version != RAW_MODULE_VERSION ||
+        m->size < sizeof(raw_module) || m->open == NULL ||
+        m->prepare == NULL || m->incr == NULL || m->close == NULL) {
+        snprintf(msg, len, "%s: not a raw-client module of version %u (no "
+                 "symbol %s, another version or missing methods)", path,
+                 RAW_MODULE_VERSION, RAW_MODULE_ENTRY);
+        return -1;
+    }
+    r->mod = m;
+    r->name = m->client;
+    return 0;
+}
+
+/* Connects through the module to host 0 of t (its proxy, if running). */
+static raw_client *module_open(raw_client *r, const bench_target *t,
+                               unsigned timeout_ms, int *unsupported,
+                               char *msg, size_t len)
+{
+    if (module_load(r, t, unsupported, msg, len) != 0)
+        return NULL;
+    char host[256] = "", user[256] = "", pass[256] = "", db[256] = "";
+    int port = 0;
+    raw_conninfo ci = {.timeout_ms = timeout_ms};
+    if (t->nhosts > 0) {
+        target_host(t, 0, host, sizeof host, &port);
+        ci.host = host;
+        ci.port = port;
+    }
+    if (t->userinfo != NULL) {
+        const char *colon = strchr(t->userinfo, ':');
+        size_t ulen = colon != NULL ? (size_t)(colon - t->userinfo)
+                                    : strlen(t->userinfo);
+        if (ulen >= sizeof user ||
+            (colon != NULL && strlen(colon + 1) >= sizeof pass)) {
+            snprintf(msg, len, "%s: the URI's user or password is too long",
+                     r->name);
+            return NULL;
+        }
+        decode(t->userinfo, ulen, user);
+        ci.user = user[0] != '\0' ? user : NULL;
+        if (colon != NULL) {
+            decode(colon + 1, strlen(colon + 1), pass);
+            ci.password = pass;
+        }
+    }
+    const char *path = t->path[0] == '/' ? t->path + 1 : t->path;
+    if (strlen(path) >= sizeof db) {
+        snprintf(msg, len, "%s: the URI's database name is too long", r->name);
+        return NULL;
+    }
+    decode(path, strlen(path), db);
+    ci.database = db[0] != '\0' ? db : NULL;
+    char **q = calloc(t->nquery + 1, sizeof *q);
+    int ok = q != NULL;
+    for (size_t i = 0; ok && i < t->nquery; i++)
+        if ((ok = (q[i] = malloc(strlen(t->query[i]) + 1)) != NULL))
+            decode(t->query[i], strlen(t->query[i]), q[i]);
+    ci.query = (const char *const *)q;
+    ci.nquery = t->nquery;
+    const char *tmo = raw_conninfo_param(&ci, "timeout_ms");
+    if (tmo != NULL && atol(tmo) > 0)
+        ci.timeout_ms = (unsigned)atol(tmo);
+    if (ok)
+        r->mh = r->mod->open(&ci, msg, len);
+    else
+        snprintf(msg, len, "%s: out of memory", r->name);
+    for (size_t i = 0; q != NULL && i < t->nquery; i++)
+        free(q[i]);
+    free(q);
+    return r->mh != NULL ? r : NULL;
+}
+
+/* 1 for a scheme whose raw client is a module. */
+static int is_sql_scheme(const char *scheme)
+{
+    static const char *const sql[] = {"postgresql", "postgres", "mysql",
+                                      "mariadb", NULL};
+    for (const char *const *s = sql; *s != NULL; s++)
+        if (strcmp(scheme, *s) == 0)
+            return 1;
+    return 0;
+}
+
 raw_client *raw_open(const bench_target *t, unsigned timeout_ms,
                      int *unsupported, char *msg, size_t len)
 {
@@ -138,6 +284,10 @@ raw_client *raw_open(const bench_target *t, unsigned timeout_ms,
     }
     raw_client *ok = NULL;
     int known = 0;
+    if (is_sql_scheme(t->scheme)) {
+        known = 1;
+        ok = module_open(r, t, timeout_ms, unsupported, msg, len);
+    }
 #ifdef HAVE_HIREDIS
     if (strcmp(t->scheme, "redis") == 0) {
         known = 1;
@@ -152,8 +302,8 @@ raw_client *raw_open(const bench_target *t, unsigned timeout_ms,
 #endif
     if (!known) {
         *unsupported = 1;
-        snprintf(msg, len, "no raw client for %s in this build (hiredis and "
-                 "libmemcached are)", t->scheme);
+        snprintf(msg, len, "no raw client for %s in this build (redis, "
+                 "memcached, postgresql and mysql have one)", t->scheme);
     }
     if (ok == NULL)
         raw_close(r);
@@ -167,6 +317,8 @@ const char *raw_name(const raw_client *r)
 
 int raw_prepare(raw_client *r, const char *key, char *msg, size_t len)
 {
+    if (r->mh != NULL)
+        return r->mod->prepare(r->mh, key, msg, len);
 #ifdef HAVE_HIREDIS
     if (r->rc != NULL)
         return redis_ok(r, redisCommand(r->rc, "SETNX %s 0", key), "SETNX",
@@ -193,6 +345,8 @@ int raw_prepare(raw_client *r, const char *key, char *msg, size_t len)
 int raw_incr(raw_client *r, const char *key, uint64_t *value, char *msg,
              size_t len)
 {
+    if (r->mh != NULL)
+        return r->mod->incr(r->mh, key, value, msg, len);
 #ifdef HAVE_HIREDIS
     if (r->rc != NULL) {
         redisReply *rep = redisCommand(r->rc, "INCRBY %s 1", key);
@@ -232,6 +386,11 @@ void raw_close(raw_client *r)
 {
     if (r == NULL)
         return;
+    if (r->mh != NULL)
+        r->mod->close(r->mh);
+    /* the module goes with its handle: nothing of it is left in use */
+    if (r->dl != NULL)
+        dlclose(r->dl);
 #ifdef HAVE_HIREDIS
     if (r->rc != NULL)
         redisFree(r->rc);

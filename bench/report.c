@@ -44,22 +44,35 @@ static void human_rate(char *out, size_t len, double v)
         snprintf(out, len, "%.1f", v);
 }
 
+/* 1 when some run belongs to a strategy of the shoot-out. */
+static int any_strategy(const bench_results *rs)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        if (rs->v[i].strategy[0] != '\0')
+            return 1;
+    return 0;
+}
+
 void bench_table(FILE *f, const bench_results *rs)
 {
     const char *last_uri = "";
+    unsigned last_rtt = 0;
+    int strat = any_strategy(rs);
     fprintf(f, "%-9s %-8s %-8s %10s %3s %9s %10s %10s %12s %8s %9s %9s %8s "
-            "%12s %12s %12s %10s\n",
+            "%12s %12s %12s %10s %10s %10s%s\n",
             "store", "workload", "run", "batch", "thr", "rtt_ms", "ids",
             "wall_s", "ids_per_s", "rt_store", "rt_engine", "waited", "share",
-            "p50_us", "p99_us", "p999_us", "unused");
+            "p50_us", "p99_us", "p999_us", "unused", "wasted", "at_risk",
+            strat ? " strategy" : "");
     for (size_t i = 0; i < rs->n; i++) {
         const bench_result *r = &rs->v[i];
-        if (strcmp(r->uri, last_uri) != 0) {
+        if (strcmp(r->uri, last_uri) != 0 || r->rtt_ms_asked != last_rtt) {
             fprintf(f, "# %s (round trip asked %u ms%s)\n", r->uri,
                     r->rtt_ms_asked,
                     r->rtt_ms_asked > 0 && !r->rtt_injected ? ", not injected"
                                                             : "");
             last_uri = r->uri;
+            last_rtt = r->rtt_ms_asked;
         }
         char rts[32];
         if (r->has_store_count)
@@ -68,8 +81,15 @@ void bench_table(FILE *f, const bench_results *rs)
                      disagrees(r) ? "!" : "");
         else
             snprintf(rts, sizeof rts, "-");
+        char wasted[32];
+        if (r->has_wasted)
+            snprintf(wasted, sizeof wasted, "%llu",
+                     (unsigned long long)r->wasted_ids);
+        else
+            snprintf(wasted, sizeof wasted, "-");
         fprintf(f, "%-9s %-8s %-8s %10llu %3u %9.3f %10llu %10.6f %12.0f %8s "
-                "%9llu %9llu %7.2f%% %12.3f %12.3f %12.3f %10llu%s\n",
+                "%9llu %9llu %7.2f%% %12.3f %12.3f %12.3f %10llu %10s %10llu"
+                "%s%s%s\n",
                 r->store, bench_workload_name(r->workload),
                 r->metaprime ? "batched" : "baseline",
                 (unsigned long long)r->batch, r->threads, r->rtt_ms,
@@ -78,6 +98,9 @@ void bench_table(FILE *f, const bench_results *rs)
                 (unsigned long long)r->waited_calls, 100 * share(r),
                 (double)r->p50_ns / 1000, (double)r->p99_ns / 1000,
                 (double)r->p999_ns / 1000, (unsigned long long)r->unused_ids,
+                wasted, (unsigned long long)r->at_risk_ids,
+                strat ? " " : "", strat ? (r->strategy[0] ? r->strategy : "-")
+                                        : "",
                 r->stopped ? "  (stopped at the time limit)" : "");
     }
     /* What the pairs and the hot path say. */
@@ -208,6 +231,19 @@ int bench_json(FILE *f, const bench_results *rs)
                 r->stopped ? "true" : "false");
         if (r->workload == BENCH_FILES)
             fprintf(f, ",\"chunks\":%llu", (unsigned long long)r->chunks);
+        /* the shoot-out's: the strategy, the IDs a clean close wasted and
+         * those a crash before it would have lost */
+        fputs(",\"strategy\":", f);
+        if (r->strategy[0] != '\0')
+            json_string(f, r->strategy);
+        else
+            fputs("null", f);
+        if (r->has_wasted)
+            fprintf(f, ",\"wasted_ids\":%llu",
+                    (unsigned long long)r->wasted_ids);
+        else
+            fputs(",\"wasted_ids\":null", f);
+        fprintf(f, ",\"at_risk_ids\":%llu", (unsigned long long)r->at_risk_ids);
         fputs(",\"fetches\":{", f);
         for (int c = 0; c < r->ncounters; c++)
             fprintf(f, "%s\"%s\":%llu", c ? "," : "", r->counter[c],
@@ -260,7 +296,7 @@ int bench_csv(FILE *f, const bench_results *rs)
           "ids_per_s,roundtrips_store,roundtrips_engine,waited_calls,p50_ns,"
           "p99_ns,p999_ns,unused_ids,atomic_ids_per_s,rtt_ms_asked,chunks,"
           "calls,stopped,raw_client,engine_roundtrip_ns,raw_roundtrip_ns,"
-          "framework_cost_ratio\n", f);
+          "framework_cost_ratio,strategy,wasted_ids,at_risk_ids\n", f);
     for (size_t i = 0; i < rs->n; i++) {
         const bench_result *r = &rs->v[i];
         csv_string(f, r->uri);
@@ -287,7 +323,12 @@ int bench_csv(FILE *f, const bench_results *rs)
                     num(r->raw_rt_ns), num(r->rt_ratio));
         else
             fputs(",,,", f);
-        fputc('\n', f);
+        fputc(',', f);
+        csv_string(f, r->strategy);
+        fputc(',', f);
+        if (r->has_wasted)
+            fprintf(f, "%llu", (unsigned long long)r->wasted_ids);
+        fprintf(f, ",%llu\n", (unsigned long long)r->at_risk_ids);
     }
     return ferror(f) ? -1 : 0;
 }

@@ -4,6 +4,7 @@
  * and after, the workload, and the engine's counts at the end.
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,7 @@
 #define HOT_BATCH "1073741824"    /* the largest batch: the pool stays warm */
 
 static const char *const names[] = {"files", "burst", "steady", "hotpath",
-                                    "counters"};
+                                    "counters", "bursty", "ramp", "trace"};
 
 const char *bench_workload_name(bench_workload w)
 {
@@ -77,7 +78,9 @@ int bench_config_check(const bench_config *cfg, char *msg, size_t len)
                  BENCH_MAX_THREADS);
         return BENCH_EUSAGE;
     }
-    if (cfg->workload == BENCH_STEADY && cfg->rate < cfg->threads) {
+    int timed = cfg->workload == BENCH_STEADY || cfg->workload == BENCH_BURSTY ||
+                cfg->workload == BENCH_RAMP;
+    if (timed && cfg->rate < cfg->threads) {
         snprintf(msg, len, "--rate %llu is below --threads %u: every thread "
                  "needs at least 1 ID/s", (unsigned long long)cfg->rate,
                  cfg->threads);
@@ -87,6 +90,10 @@ int bench_config_check(const bench_config *cfg, char *msg, size_t len)
         cfg->count < 1000) {
         snprintf(msg, len, "--count %llu: the hot path needs at least 1000 "
                  "IDs per thread to be timed", (unsigned long long)cfg->count);
+        return BENCH_EUSAGE;
+    }
+    if (cfg->workload == BENCH_TRACE && cfg->trace == NULL) {
+        snprintf(msg, len, "--workload trace needs --trace FILE.csv");
         return BENCH_EUSAGE;
     }
     return BENCH_OK;
@@ -377,6 +384,62 @@ static int run_counters(const bench_config *cfg, const bench_target *t,
     return BENCH_OK;
 }
 
+/* 0 when the run's client does not batch: metaprime=0 in the URI (or a
+ * --param), else in the options' parameters (a strategy's config). */
+static int batches(const bench_config *cfg, const bench_target *t)
+{
+    const char *v = target_param(t, "metaprime");
+    const char *const *p = cfg->options != NULL &&
+                           cfg->options->size >= offsetof(idp_options, params) +
+                                                     sizeof(void *)
+                               ? cfg->options->params : NULL;
+    for (size_t i = 0; v == NULL && p != NULL && p[i] != NULL; i++)
+        if (strncmp(p[i], "metaprime=", 10) == 0)
+            v = p[i] + 10;
+    return v == NULL || strcmp(v, "0") != 0;
+}
+
+/* A second client on the run's keys (the same prefix, and the same
+ * delay_ms, which a mem namespace shares: NULL when none), open across the
+ * run: it keeps a mem namespace alive after the run's client closes, and
+ * reads what the close left in the store. NULL when it cannot open (then no
+ * waste is measured; the run goes on). */
+static idp_client *open_watcher(const bench_config *cfg, const bench_target *t,
+                                const char *prefix, const char *delay_item)
+{
+    const char *extra[] = {prefix, delay_item, NULL};
+    int delay = 0, rc = 0;
+    run_log lg = {cfg, 1};
+    char msg[300];
+    idp_client *w = open_run(cfg, t, extra, &delay, 0, &lg, msg, sizeof msg,
+                             &rc);
+    if (w == NULL)
+        say(cfg, IDP_LOG_WARN, "%s: no second client to measure the IDs a "
+            "clean close wastes: %s", t->shown, msg);
+    return w;
+}
+
+/* After the run's client closed: what the store's values exceed the last
+ * IDs handed out by (the IDs a clean close wasted). */
+static void measure_wasted(const bench_config *cfg, const bench_target *t,
+                           idp_client *w, const char *const *cname, int n,
+                           bench_result *res)
+{
+    uint64_t wasted = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t v = 0;
+        idp_error err;
+        if (idp_get(w, cname[i], &v, NULL, &err) != IDP_OK) {
+            say(cfg, IDP_LOG_WARN, "%s: reading '%s' after the close: %s",
+                t->shown, cname[i], err.msg);
+            return;
+        }
+        wasted += v > res->last_id[i] ? v - res->last_id[i] : 0;
+    }
+    res->wasted_ids = wasted;
+    res->has_wasted = 1;
+}
+
 /* One run (metaprime 1: as configured; 0: the baseline). */
 static int run_one(const bench_config *cfg, const bench_target *t,
                    int metaprime, bench_results *out, char *msg, size_t len)
@@ -418,11 +481,13 @@ static int run_one(const bench_config *cfg, const bench_target *t,
     snprintf(res->uri, sizeof res->uri, "%s", t->shown);
     snprintf(res->store, sizeof res->store, "%s", idp_client_store(c));
     res->workload = cfg->workload;
-    res->metaprime = metaprime;
+    res->metaprime = metaprime && batches(cfg, t);
     res->threads = cfg->threads;
     res->rtt_ms_asked = cfg->rtt_ms;
     res->rtt_injected = injected;
     res->chunks = cfg->workload == BENCH_FILES ? cfg->chunks : 0;
+    if (cfg->strategy != NULL)
+        snprintf(res->strategy, sizeof res->strategy, "%s", cfg->strategy);
 
     if (cfg->workload == BENCH_COUNTERS)
         return run_counters(cfg, t, extra, c, res, msg, len);
@@ -441,7 +506,7 @@ static int run_one(const bench_config *cfg, const bench_target *t,
     }
     idp_counter_stats st = {.size = sizeof st};
     idp_counter_stats_get(ctr[0], &st);
-    res->batch = metaprime ? st.batch : 1;
+    res->batch = res->metaprime ? st.batch : 1;
 
     if ((rc = measure_rtt(c, &res->rtt_ms, msg, len)) != BENCH_OK) {
         idp_close(c);
@@ -463,6 +528,9 @@ static int run_one(const bench_config *cfg, const bench_target *t,
     uint64_t units = cfg->workload == BENCH_HOTPATH
                          ? HOTPATH_ROUNDS + 1 + HOTPATH_RT_ROUNDS
                                                     : workload_units(cfg);
+    idp_client *watch = cfg->workload == BENCH_HOTPATH ? NULL
+                        : open_watcher(cfg, t, prefix,
+                                       with_delay ? delay : NULL);
     monitor m;
     monitor_start(&m, cfg->progress, label, units, cfg->time_limit);
     histogram *hist = NULL;
@@ -485,6 +553,8 @@ static int run_one(const bench_config *cfg, const bench_target *t,
         res->calls = wo.calls;
         res->wall_s = wo.wall_s;
         res->ids_per_s = wo.wall_s > 0 ? (double)wo.ids / wo.wall_s : 0;
+        res->last_id[0] = wo.last[0];
+        res->last_id[1] = wo.last[1];
     }
     res->stopped = atomic_load(&m.stop);
     if (hist != NULL)
@@ -504,6 +574,8 @@ static int run_one(const bench_config *cfg, const bench_target *t,
         res->roundtrips_engine += st.prime_calls - fetched_before[i];
         res->waited_calls += st.waited_calls;
         res->unused_ids += st.unused_ids;
+        if (cfg->workload != BENCH_HOTPATH && st.high > res->last_id[i])
+            res->at_risk_ids += st.high - res->last_id[i];
     }
     char *text = idp_metrics(c);
     if (text != NULL) {
@@ -511,6 +583,10 @@ static int run_one(const bench_config *cfg, const bench_target *t,
         idp_free(text);
     }
     idp_close(c);
+    if (watch != NULL) {
+        measure_wasted(cfg, t, watch, cname, nctr, res);
+        idp_close(watch);
+    }
 
     if (rc == BENCH_OK && cfg->workload == BENCH_HOTPATH)
         rc = run_roundtrip(cfg, t, prefix, res, &m, msg, len);

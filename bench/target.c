@@ -36,6 +36,23 @@ static int oom(char *msg, size_t len)
     return -1;
 }
 
+/* The port a network store listens on when its URI gives none; 0 for a
+ * store that is not reached over TCP (mem, sqlite) or that the delay proxy
+ * cannot stand in front of (a Redis Cluster or Sentinel redirects the
+ * client to addresses of its own). */
+static int default_port(const char *scheme)
+{
+    if (strcmp(scheme, "redis") == 0)
+        return 6379;
+    if (strcmp(scheme, "memcached") == 0)
+        return 11211;
+    if (strcmp(scheme, "postgresql") == 0 || strcmp(scheme, "postgres") == 0)
+        return 5432;
+    if (strcmp(scheme, "mysql") == 0 || strcmp(scheme, "mariadb") == 0)
+        return 3306;
+    return 0;
+}
+
 int target_parse(const char *uri, bench_target *t, char *msg, size_t len)
 {
     memset(t, 0, sizeof *t);
@@ -45,8 +62,7 @@ int target_parse(const char *uri, bench_target *t, char *msg, size_t len)
         return -1;
     }
     memcpy(t->scheme, uri, (size_t)(sep - uri));
-    t->network = strcmp(t->scheme, "redis") == 0 ||
-                 strcmp(t->scheme, "memcached") == 0;
+    t->network = default_port(t->scheme) != 0;
     const char *a = sep + 3;
     size_t alen = strcspn(a, "/?");
     const char *at = NULL;
@@ -149,14 +165,6 @@ static void split_host(const char *h, char *host, size_t len, int *port)
     }
 }
 
-static int default_port(const char *scheme)
-{
-    if (strcmp(scheme, "redis") == 0)
-        return 6379;
-    if (strcmp(scheme, "memcached") == 0)
-        return 11211;
-    return 0;
-}
 
 void target_host(const bench_target *t, int i, char *host, size_t len,
                  int *port)

@@ -25,7 +25,8 @@ typedef struct bench_target {
     char **query;              /* "key=value" items, in order */
     size_t nquery;
     char shown[512];           /* the URI with any password hidden */
-    int network;               /* redis or memcached: reached over TCP */
+    int network;               /* redis, memcached, postgresql, mysql:
+                                  reached over TCP, through a delay proxy */
     bench_proxy *proxy[TARGET_MAX_HOSTS];
 } bench_target;
 

@@ -1,5 +1,6 @@
 /*
- * workload.c - files, burst and steady on worker threads. Each worker
+ * workload.c - files, burst, steady and the profiles (bursty, ramp,
+ * trace: profile.c) on worker threads. Each worker
  * times its own calls into its own histogram; the histograms are merged
  * once the workers are joined.
  */
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "profile.h"
 #include "workload.h"
 
 typedef struct worker {
@@ -18,7 +20,11 @@ typedef struct worker {
     _Atomic int *failed;          /* shared: the first failure stops all */
     uint64_t quota;               /* files or IDs for this worker */
     uint64_t rate;                /* steady: this worker's IDs/s */
+    const profile *prof;          /* bursty, ramp, trace: every nt-th ID
+                                     of the profile, from the index: */
+    unsigned index, nt;
     uint64_t ids, calls;
+    uint64_t last[2];             /* the highest ID of each counter */
     histogram *hist;
     int rc;
     idp_error err;
@@ -33,6 +39,14 @@ static uint64_t now_ns(void)
 
 uint64_t workload_units(const bench_config *cfg)
 {
+    if (cfg->workload == BENCH_BURSTY || cfg->workload == BENCH_RAMP ||
+        cfg->workload == BENCH_TRACE) {
+        profile p;
+        char msg[8];
+        uint64_t n = profile_build(cfg, &p, msg, sizeof msg) == 0 ? p.total : 0;
+        profile_free(&p);
+        return n;
+    }
     uint64_t n = cfg->count != 0 ? cfg->count : bench_default_count(cfg->workload);
     if (cfg->workload == BENCH_STEADY)
         return cfg->rate * cfg->seconds;
@@ -46,10 +60,10 @@ static int halted(const worker *w)
            atomic_load_explicit(&w->m->stop, memory_order_relaxed);
 }
 
-/* One timed next() on counter c. */
-static int timed_next(worker *w, idp_counter *c)
+/* One timed next() on counter c (k: which of the workload's counters). */
+static int timed_next(worker *w, idp_counter *c, int k)
 {
-    uint64_t id, t0 = now_ns();
+    uint64_t id = 0, t0 = now_ns();
     int rc = idp_next(c, &id, &w->err);
     hist_add(w->hist, now_ns() - t0);
     w->calls++;
@@ -59,6 +73,8 @@ static int timed_next(worker *w, idp_counter *c)
         return -1;
     }
     w->ids++;
+    if (id > w->last[k])
+        w->last[k] = id;
     return 0;
 }
 
@@ -66,10 +82,10 @@ static void *run_files(void *arg)
 {
     worker *w = arg;
     for (uint64_t f = 0; f < w->quota && !halted(w); f++) {
-        if (timed_next(w, w->ctr[0]) != 0)
+        if (timed_next(w, w->ctr[0], 0) != 0)
             return NULL;
         for (uint64_t k = 0; k < w->cfg->chunks; k++)
-            if (timed_next(w, w->ctr[1]) != 0)
+            if (timed_next(w, w->ctr[1], 1) != 0)
                 return NULL;
         atomic_fetch_add_explicit(&w->m->done, 1, memory_order_relaxed);
     }
@@ -80,7 +96,7 @@ static void *run_burst(void *arg)
 {
     worker *w = arg;
     for (uint64_t i = 0; i < w->quota && !halted(w); i++) {
-        if (timed_next(w, w->ctr[0]) != 0)
+        if (timed_next(w, w->ctr[0], 0) != 0)
             return NULL;
         if ((i & 255) == 255)
             atomic_fetch_add_explicit(&w->m->done, 256, memory_order_relaxed);
@@ -107,7 +123,26 @@ static void *run_steady(void *arg)
         uint64_t due = start + (uint64_t)((double)i * 1e9 / (double)w->rate);
         if (now_ns() < due)
             sleep_until(due);
-        if (timed_next(w, w->ctr[0]) != 0)
+        if (timed_next(w, w->ctr[0], 0) != 0)
+            return NULL;
+        atomic_fetch_add_explicit(&w->m->done, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+/* bursty, ramp, trace: this worker's IDs (every nt-th from its index) at
+ * the times the profile gives them; behind schedule, no sleep until it
+ * has caught up. */
+static void *run_profile(void *arg)
+{
+    worker *w = arg;
+    uint64_t start = now_ns();
+    for (uint64_t i = 0; i < w->quota && !halted(w); i++) {
+        uint64_t g = i * w->nt + w->index;
+        uint64_t due = start + (uint64_t)(profile_due(w->prof, g) * 1e9);
+        if (now_ns() < due)
+            sleep_until(due);
+        if (timed_next(w, w->ctr[0], 0) != 0)
             return NULL;
         atomic_fetch_add_explicit(&w->m->done, 1, memory_order_relaxed);
     }
@@ -131,10 +166,20 @@ int workload_run(const bench_config *cfg, idp_counter *const ctr[2],
         return BENCH_EWORK;
     }
     _Atomic int failed = 0;
-    void *(*fn)(void *) = cfg->workload == BENCH_FILES   ? run_files
-                          : cfg->workload == BENCH_BURST ? run_burst
-                                                         : run_steady;
-    uint64_t units = workload_units(cfg);
+    void *(*fn)(void *) = cfg->workload == BENCH_FILES    ? run_files
+                          : cfg->workload == BENCH_BURST  ? run_burst
+                          : cfg->workload == BENCH_STEADY ? run_steady
+                                                          : run_profile;
+    profile prof;
+    memset(&prof, 0, sizeof prof);
+    if (fn == run_profile && profile_build(cfg, &prof, msg, len) != 0) {
+        free(w);
+        free(th);
+        free(out->hist);
+        out->hist = NULL;
+        return BENCH_EUSAGE;
+    }
+    uint64_t units = fn == run_profile ? prof.total : workload_units(cfg);
     int rc = BENCH_OK;
     unsigned started = 0;
     for (unsigned i = 0; i < nt; i++) {
@@ -145,6 +190,9 @@ int workload_run(const bench_config *cfg, idp_counter *const ctr[2],
             w[i].rate = cfg->rate / nt + (i < cfg->rate % nt);
             w[i].quota = w[i].rate * cfg->seconds;
         }
+        w[i].prof = &prof;
+        w[i].index = i;
+        w[i].nt = nt;
         if ((w[i].hist = calloc(1, sizeof *w[i].hist)) == NULL) {
             snprintf(msg, len, "out of memory");
             rc = BENCH_EWORK;
@@ -170,6 +218,9 @@ int workload_run(const bench_config *cfg, idp_counter *const ctr[2],
     for (unsigned i = 0; i < nt; i++) {
         out->ids += w[i].ids;
         out->calls += w[i].calls;
+        for (int k = 0; k < 2; k++)
+            if (w[i].last[k] > out->last[k])
+                out->last[k] = w[i].last[k];
         if (w[i].hist != NULL)
             hist_merge(out->hist, w[i].hist);
         if (w[i].rc != IDP_OK && rc == BENCH_OK) {
@@ -180,5 +231,6 @@ int workload_run(const bench_config *cfg, idp_counter *const ctr[2],
     }
     free(w);
     free(th);
+    profile_free(&prof);
     return rc;
 }

@@ -1,6 +1,8 @@
 /*
  * workload.h - the workloads that hand out IDs through the engine (files,
- * burst, steady) on cfg->threads threads, timing every next() call.
+ * burst, steady, and bursty, ramp and trace from a rate profile) on
+ * cfg->threads threads, timing every next() call and keeping the highest
+ * ID each counter handed out.
  */
 #ifndef IDPRIME_BENCH_WORKLOAD_H
 #define IDPRIME_BENCH_WORKLOAD_H
@@ -15,6 +17,7 @@ typedef struct wl_out {
     uint64_t calls;     /* next() calls, failed ones included */
     double wall_s;      /* first thread started .. last one finished */
     int stopped;        /* the monitor's time limit stopped it */
+    uint64_t last[2];   /* the highest ID handed out of each counter */
     histogram *hist;    /* every call's latency; the caller frees it */
 } wl_out;
 

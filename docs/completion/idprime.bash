@@ -17,7 +17,7 @@
 _idprime_commands="plugins next incr get bench run migrate serve"
 _idprime_common_opts="--config --metrics --verbose --help -v -h"
 _idprime_bench_opts="--workload --count -n --chunks --rate --seconds
-  --threads --rtt-ms --no-baseline --param --roundtrips --time-limit --json
+  --trace --strategies --threads --rtt-ms --no-baseline --param --roundtrips --time-limit --json
   --csv --plot --no-progress"
 _idprime_serve_opts="--listen --requirepass-file --metrics-listen --metrics
   --upstream --counter --max-clients --max-request-bytes --request-timeout-ms
@@ -27,7 +27,7 @@ _idprime_serve_value_opts="--listen --requirepass-file --metrics-listen
   --idle-timeout-ms --max-counters --workers"
 # options that take a value as the next word
 _idprime_value_opts="--config --metrics -n --count --workload --chunks --rate
-  --seconds --threads --rtt-ms --param --roundtrips --time-limit --json --csv
+  --seconds --trace --strategies --threads --rtt-ms --param --roundtrips --time-limit --json --csv
   --plot $_idprime_serve_value_opts"
 _idprime_fallback_schemes="mem redis memcached sqlite sqlite3 postgresql
   postgres mysql mariadb redis-sentinel redis-cluster"
@@ -192,11 +192,13 @@ _idprime() {
         case $prev in
             --config) cands=$(_idprime_files "$full" lua) files=1 ;;
             --plot) cands=$(_idprime_files "$full" svg) files=1 ;;
+            --strategies) cands=$(_idprime_files "$full" lua) files=1 ;;
+            --trace) cands=$(_idprime_files "$full" csv) files=1 ;;
             --metrics | --json | --csv | --requirepass-file)
                 cands=$(_idprime_files "$full") files=1 ;;
             --upstream) cands=$(compgen -W "redis://" -- "$full") ;;
             --workload)
-                cands=$(compgen -W "files burst steady hotpath counters" -- "$full") ;;
+                cands=$(compgen -W "files burst steady hotpath counters bursty ramp trace" -- "$full") ;;
             --param)
                 cands=$(_idprime_uri "mem://?$full" "${words[0]}")
                 cands=${cands//mem:\/\/\?/}

@@ -8,7 +8,10 @@ usage: check_report.py RUNS.json TABLE.txt [RUNS.csv] [PLOT.svg]
 - every run of the JSON is a line of the table, with the same values at the
   table's precision, in the same order;
 - the CSV (if given) has one row per run with the same values;
-- the SVG (if given) is well-formed XML with a bar per run.
+- the SVG (if given) is well-formed XML with a bar per run (a point per
+  run with a strategy: the shoot-out's plot);
+- every run has `strategy` (null or a name), `wasted_ids` (null or an
+  integer) and `at_risk_ids`, shown in the table's last columns.
 Prints what differs and exits 1; exits 0 when all agree.
 """
 import csv
@@ -68,6 +71,12 @@ def main():
         lat = r.get("latency_ns", {})
         for k in ("p50", "p99", "p999"):
             want(isinstance(lat.get(k), int), f"run {i}: latency_ns.{k}")
+        want("strategy" in r and (r["strategy"] is None or
+                                  isinstance(r["strategy"], str)),
+             f"run {i}: no 'strategy' (null or a name)")
+        w = r.get("wasted_ids", "missing")
+        want(w is None or isinstance(w, int), f"run {i}: 'wasted_ids'")
+        want(isinstance(r.get("at_risk_ids"), int), f"run {i}: 'at_risk_ids'")
         if r.get("workload") == "hotpath":
             want(isinstance(r.get("atomic_ids_per_s"), (int, float)),
                  f"run {i}: hotpath without atomic_ids_per_s")
@@ -90,9 +99,17 @@ def main():
         same("rt_store", "-" if rs is None else f"{rs}{'' if agree else '!'}")
         same("rtt_ms", f"{r['rtt_ms']:.3f}")
         same("wall_s", f"{r['wall_s']:.6f}")
-        same("ids_per_s", f"{r['ids_per_s']:.0f}")
+        # the table rounds the full number, the JSON has 3 decimals: a
+        # half may round either way
+        want(abs(float(t.get("ids_per_s", "nan")) - r["ids_per_s"]) <= 0.501,
+             f"run {i}: table ids_per_s '{t.get('ids_per_s')}', JSON says "
+             f"'{r['ids_per_s']}'")
         for k in ("p50", "p99", "p999"):
             same(f"{k}_us", f"{r['latency_ns'][k] / 1000:.3f}")
+        same("wasted", "-" if r["wasted_ids"] is None else str(r["wasted_ids"]))
+        same("at_risk", str(r["at_risk_ids"]))
+        if any(x.get("strategy") for x in runs):
+            same("strategy", r["strategy"] or "-")
 
     if len(sys.argv) > 3:
         with open(sys.argv[3], newline="") as f:
@@ -112,9 +129,11 @@ def main():
     if len(sys.argv) > 4:
         root = ET.parse(sys.argv[4]).getroot()
         want(root.tag.endswith("svg"), "the plot is not an <svg>")
-        bars = [e for e in root.iter() if e.tag.endswith("rect") and e.find(
+        mark = "circle" if any(r.get("strategy") for r in runs) else "rect"
+        bars = [e for e in root.iter() if e.tag.endswith(mark) and e.find(
             "{http://www.w3.org/2000/svg}title") is not None]
-        want(len(bars) >= len(runs), f"{len(bars)} bars for {len(runs)} runs")
+        shown = [r for r in runs if mark == "rect" or r["wasted_ids"] is not None]
+        want(len(bars) >= len(shown), f"{len(bars)} {mark}s for {len(shown)} runs")
 
     for p in problems:
         print("check_report:", p)

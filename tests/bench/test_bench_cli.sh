@@ -20,6 +20,21 @@ unset IDPRIME_URI
 export XDG_DATA_HOME=$TMP/xdg HOME=$TMP/home
 SMALL=(--count 300 --param low_watermark=0 --no-progress)
 
+# Two small strategies for the shoot-out: a fixed batch fetched when the
+# pool is empty, and a policy choosing its batch and watermark.
+mkdir -p "$TMP/strat"
+cat >"$TMP/fixed.lua" <<'LUA'
+return { defaults = { batch = 100, adaptive = 0, low_watermark = 0 } }
+LUA
+cp "$TMP/fixed.lua" "$TMP/strat/fixed.lua"
+cat >"$TMP/strat/ahead.lua" <<'LUA'
+return {
+  defaults = { batch = 50, adaptive = 0 },
+  policy = function(s) return 50, 25 end,
+}
+LUA
+printf '0,400\n0.5,0\n1.0,0\n' >"$TMP/trace.csv"
+
 # ---- bad usage: exit 2, a message naming what was wrong ------------------
 
 # refused "WHAT" "TEXT THE MESSAGE MUST HOLD" ARGS...
@@ -34,7 +49,7 @@ refused() {
     end
 }
 
-refused "an unknown workload" "--workload 'nope': expected files, burst, steady, hotpath or counters" \
+refused "an unknown workload" "--workload 'nope': expected files, burst, steady, hotpath, counters, bursty, ramp or trace" \
     --workload nope mem://
 refused "--threads 0" "--threads '0': expected a whole number in 1..64" --threads 0 mem://
 refused "--threads 65" "--threads '65': expected a whole number in 1..64" --threads 65 mem://
@@ -42,7 +57,21 @@ refused "a count that is not a number" "--count '1k': expected a whole number" -
 refused "--count 0" "--count '0'" -n 0 mem://
 refused "--rtt-ms out of range" "--rtt-ms '60001': expected a whole number in 0..60000" \
     --rtt-ms 60001 mem://
-refused "--rate with files" "--rate applies to --workload steady only" --rate 10 mem://
+refused "--rate with files" "--rate applies to --workload steady, bursty and ramp only" --rate 10 mem://
+refused "--trace with steady" "--trace applies to --workload trace only" \
+    --workload steady --trace x.csv mem://
+refused "trace without --trace" "--workload trace needs --trace FILE.csv" \
+    --workload trace mem://
+refused "a list of workloads without --strategies" "--workload: a list needs --strategies" \
+    --workload steady,ramp mem://
+refused "a list of round trips without --strategies" "--rtt-ms: a list needs --strategies" \
+    --rtt-ms 1,30 mem://
+refused "--strategies with --config" "--config and --strategies" \
+    --strategies "$TMP/fixed.lua" --config "$TMP/fixed.lua" mem://
+refused "--strategies with hotpath" "--workload hotpath measures no batching strategy" \
+    --strategies "$TMP/fixed.lua" --workload hotpath mem://
+refused "a strategy that is not a script" "--strategies: $TMP/nope.lua" \
+    --strategies "$TMP/nope.lua" mem://
 refused "--chunks with burst" "--chunks applies to --workload files only" \
     --workload burst --chunks 2 mem://
 refused "--roundtrips with files" "--roundtrips applies to --workload hotpath only" \
@@ -67,7 +96,7 @@ begin "--help prints the options on stdout"
 run "$CLI" bench --help
 want_rc 0
 for o in --workload --count --chunks --rate --seconds --threads --rtt-ms \
-         --no-baseline --param --json --csv --plot; do
+         --no-baseline --param --json --csv --plot --trace --strategies; do
     want_out_match "^  (-[a-z], )?$o"
 done
 end
@@ -144,6 +173,66 @@ run "$CLI" bench "${SMALL[@]}" --metrics "$TMP/m.prom" mem://
 want_rc 0
 want_file_line "$TMP/m.prom" "meta_inode_prime_calls_total 2"
 end
+
+# ---- the shoot-out ----------------------------------------------------------
+
+# shootout NAME URI...: two strategies, steady and trace at 0 and 1 ms
+shootout() {
+    local name=$1
+    shift
+    run "$CLI" bench --strategies "$TMP"/strat/*.lua --no-progress \
+        --workload steady,trace --trace "$TMP/trace.csv" --rate 400 \
+        --seconds 1 --rtt-ms 0,1 --json "$TMP/$name.json" \
+        --csv "$TMP/$name.csv" --plot "$TMP/$name.svg" "$@"
+}
+
+begin "--strategies on mem: every strategy x workload x round trip, in the reports"
+shootout so mem://so
+want_rc 0
+printf '%s\n' "$out" >"$TMP/so.txt"
+check=$($CHECK "$TMP/so.json" "$TMP/so.txt" "$TMP/so.csv" "$TMP/so.svg" 2>&1) ||
+    why "reports disagree: $check"
+python3 - "$TMP/so.json" <<'PY' || why "shoot-out JSON: $(python3 - "$TMP/so.json" 2>&1 <<<'')"
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+seen = {(r["strategy"], r["workload"], r["rtt_ms_asked"]) for r in runs}
+want = {(s, w, t) for s in ("ahead", "fixed") for w in ("steady", "trace")
+        for t in (0, 1)}
+assert seen == want and len(runs) == 8, seen
+for r in runs:
+    # steady: 400 IDs/s for 1 s; the trace: 400 IDs/s for 0.5 s; give-back
+    # leaves nothing wasted; the pool is at risk
+    n = 400 if r["workload"] == "steady" else 200
+    assert r["ids"] == n and r["metaprime"] == 1, r
+    assert r["wasted_ids"] == 0, r
+    assert r["roundtrips_store"] == r["roundtrips_engine"], r
+    if r["strategy"] == "fixed":
+        # fetches of 100, used up: nothing held at the end
+        assert r["roundtrips_engine"] == n // 100 and r["at_risk_ids"] == 0, r
+    else:
+        # fetches of 50, the next at 25 left: one batch ahead at the end
+        assert r["at_risk_ids"] == 50, r
+PY
+want_out_match ' ahead$'
+want_out_match ' fixed$'
+end
+
+if "$CLI" plugins 2>/dev/null | grep -q '^sqlite '; then
+    begin "--strategies on sqlite: the store's own count, the fields in the JSON"
+    shootout sq "sqlite://$TMP/so.db"
+    want_rc 0
+    printf '%s\n' "$out" >"$TMP/sq.txt"
+    check=$($CHECK "$TMP/sq.json" "$TMP/sq.txt" "$TMP/sq.csv" "$TMP/sq.svg" 2>&1) ||
+        why "reports disagree: $check"
+    python3 - "$TMP/sq.json" <<'PY' || why "sqlite shoot-out JSON"
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+assert len(runs) == 8 and all(r["store"] == "sqlite" for r in runs), runs
+assert all(r["wasted_ids"] == 0 and r["ids"] in (200, 400) for r in runs), runs
+assert all(r["roundtrips_store"] == r["roundtrips_engine"] for r in runs), runs
+PY
+    end
+fi
 
 if "$CLI" plugins 2>/dev/null | grep -q '^sqlite '; then
     begin "no URI: the embedded SQLite default store, counted by the store"
