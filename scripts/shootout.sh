@@ -177,8 +177,8 @@ echo "${cmd[*]}" >"$out/shootout.txt"
 python3 - "$out/shootout.json" <<'PY' | tee "$out/shootout-frontier.txt"
 import json, sys
 runs = json.load(open(sys.argv[1]))["runs"]
-print("idprime's default against the field at 30 ms: the strategies that")
-print("beat it on both counts (none: it is on the lower-left frontier)")
+print("idprime's default against the field at 30 ms: the strategies that do")
+print("at least as well on both counts and better on one (FRONTIER: none)")
 for axis, name in (("wasted_ids", "IDs wasted at a clean close"),
                    ("at_risk_ids", "IDs at risk on a crash")):
     print(f"\n-- calls that waited against {name}")
