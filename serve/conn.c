@@ -9,6 +9,11 @@
  * only while the connection has nothing in flight, so the bytes a client
  * can make the server hold are bounded by --max-request-bytes plus the
  * socket buffers (libevent stops reading past a watermark).
+ *
+ * Writes: as Redis does, the replies of a pass over the loop leave in one
+ * write at its end (flush_cb, an event made active when output is
+ * queued), with no write interest in epoll; only what the socket does not
+ * take at once is left to bufferevent (EV_WRITE on until it drained).
  */
 #include <limits.h>
 #include <stdio.h>
@@ -33,11 +38,26 @@ static void req_free(req *r)
 {
     if (r == NULL)
         return;
-    for (int i = 0; i < r->filled; i++)
-        free(r->argv[i]);
     free(r->argv);
     free(r->lens);
+    free(r->offs);
+    free(r->data);
     free(r);
+}
+
+/* A request done with: kept as the connection's spare when it is small
+ * (a big one's buffers go, so 10,000 idle connections hold little). */
+#define SPARE_MAX_DATA 4096
+#define SPARE_MAX_ARGS 64
+
+static void req_recycle(conn *c, req *r)
+{
+    if (c->spare != NULL || r->dcap > SPARE_MAX_DATA ||
+        r->cap > SPARE_MAX_ARGS) {
+        req_free(r);
+        return;
+    }
+    c->spare = r;
 }
 
 static void *mk_array(const redisReadTask *t, int elements)
@@ -54,8 +74,13 @@ static void *mk_array(const redisReadTask *t, int elements)
         c->perr = "Protocol error: invalid multibulk length";
         return NULL;
     }
-    req *r = calloc(1, sizeof *r);
-    if (r == NULL) {
+    req *r = c->spare;
+    if (r != NULL) {
+        c->spare = NULL;
+        r->filled = 0;
+        r->bytes = 0;
+        r->dlen = 0;
+    } else if ((r = calloc(1, sizeof *r)) == NULL) {
         c->perr = "out of memory";
         return NULL;
     }
@@ -64,8 +89,8 @@ static void *mk_array(const redisReadTask *t, int elements)
     return r;
 }
 
-/* Grows argv as elements arrive (not by the announced count), so memory
- * follows the bytes actually received. */
+/* Grows the arrays as elements arrive (not by the announced count), so
+ * memory follows the bytes actually received. */
 static int req_push(req *r, const char *p, size_t len)
 {
     if (r->filled == r->cap) {
@@ -80,17 +105,37 @@ static int req_push(req *r, const char *p, size_t len)
         if (lens == NULL)
             return -1;
         r->lens = lens;
+        size_t *offs = realloc(r->offs, (size_t)cap * sizeof *offs);
+        if (offs == NULL)
+            return -1;
+        r->offs = offs;
         r->cap = cap;
     }
-    char *copy = malloc(len + 1);
-    if (copy == NULL)
-        return -1;
-    memcpy(copy, p, len);
-    copy[len] = '\0';
-    r->argv[r->filled] = copy;
+    if (r->dcap - r->dlen < len + 1) {
+        size_t dcap = r->dcap == 0 ? 256 : r->dcap;
+        while (dcap - r->dlen < len + 1)
+            dcap *= 2;
+        char *data = realloc(r->data, dcap);
+        if (data == NULL)
+            return -1;
+        r->data = data;
+        r->dcap = dcap;
+    }
+    memcpy(r->data + r->dlen, p, len);
+    r->data[r->dlen + len] = '\0';
+    r->offs[r->filled] = r->dlen;
     r->lens[r->filled++] = len;
+    r->dlen += len + 1;
     r->bytes += len + 2 * sizeof(void *);
     return 0;
+}
+
+/* The request is whole: argv points into its data (which no longer
+ * moves). */
+static void req_seal(req *r)
+{
+    for (int i = 0; i < r->filled; i++)
+        r->argv[i] = r->data + r->offs[i];
 }
 
 static void *mk_string(const redisReadTask *t, char *p, size_t len)
@@ -180,14 +225,18 @@ static const char *partial_refused(conn *c)
 {
     static char msg[128];
     size_t max = c->s->o.max_request_bytes;
-    size_t held = c->rd->len - c->rd->pos +
-                  (c->building != NULL ? c->building->bytes : 0);
+    /* what the reader holds unparsed is the request's unfinished part:
+     * with a bulk string begun, its length line and the bytes of it that
+     * came, which its announced length already counts (not twice) */
+    size_t unparsed = c->rd->len - c->rd->pos;
     unsigned long long blen;
     if (pending_bulk(c->rd, &blen)) {
         if (blen > SERVE_MAX_BULK)
             return "Protocol error: invalid bulk length";
-        held += (size_t)blen;
+        if (unparsed < (size_t)blen)
+            unparsed = (size_t)blen;
     }
+    size_t held = unparsed + (c->building != NULL ? c->building->bytes : 0);
     if (held > max) {
         snprintf(msg, sizeof msg, "Protocol error: request larger than %zu "
                  "bytes (--max-request-bytes)", max);
@@ -230,6 +279,8 @@ void conn_free(conn *c)
 {
     if (c->timer != NULL)
         event_free(c->timer);
+    if (c->flush_ev != NULL)
+        event_free(c->flush_ev);
     proxy_release(c);
     if (c->bev != NULL) {
         bufferevent_free(c->bev);
@@ -241,6 +292,7 @@ void conn_free(conn *c)
     }
     c->building = NULL;
     redisReaderFree(c->rd);
+    req_free(c->spare);
     free(c->name);
     free(c);
 }
@@ -289,6 +341,10 @@ void conn_close(conn *c, const char *why)
         proxy_release(c);
         bufferevent_free(c->bev);
         c->bev = NULL;
+        if (c->flush_ev != NULL) {
+            event_free(c->flush_ev);
+            c->flush_ev = NULL;
+        }
         c->in = c->out = c->wire = NULL;
         c->dead = 1;
     } else {
@@ -398,8 +454,9 @@ void conn_process(conn *c)
             req *r = obj;
             c->building = NULL;
             progressed = 1;
+            req_seal(r);
             int rc = r->argc > 0 ? cmd_exec(c, r) : EXEC_DONE;
-            req_free(r);
+            req_recycle(c, r);
             if (rc == EXEC_CLOSE) {
                 conn_close_after_reply(c);
                 return;
@@ -453,10 +510,10 @@ static void read_cb(struct bufferevent *bev, void *arg)
     conn_process(arg);
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+/* The client's output drained (to the low mark, or all of it): a close
+ * that waited for it, requests that waited for room. */
+static void conn_drained(conn *c)
 {
-    (void)bev;
-    conn *c = arg;
     if (c->closing) {
         if (evbuffer_get_length(c->wire) == 0 && proxy_idle(c))
             conn_close(c, "closed after its reply");
@@ -465,6 +522,63 @@ static void write_cb(struct bufferevent *bev, void *arg)
     proxy_client_drained(c);
     if (c->wait == WAIT_NONE)
         conn_process(c); /* the output drained below the low mark */
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    conn *c = arg;
+    if (evbuffer_get_length(c->wire) == 0)
+        bufferevent_disable(bev, EV_WRITE); /* flush_cb writes again */
+    conn_drained(c);
+}
+
+int conn_write_now(struct bufferevent *bev)
+{
+    struct evbuffer *o = bufferevent_get_output(bev);
+    if (evbuffer_get_length(o) == 0 ||
+        (bufferevent_get_enabled(bev) & EV_WRITE))
+        return 0;
+    /* bufferevent keeps its output's front frozen but for its own
+     * writes; this is one of them */
+    evbuffer_unfreeze(o, 1);
+    (void)evbuffer_write(o, bufferevent_getfd(bev));
+    evbuffer_freeze(o, 1);
+    if (evbuffer_get_length(o) == 0)
+        return 1;
+    /* the socket is full, or failed: bufferevent goes on (and reports) */
+    bufferevent_enable(bev, EV_WRITE);
+    return -1;
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn *c = arg;
+    if (c->bev == NULL)
+        return;
+    int up_drained = proxy_flush(c);
+    size_t had = evbuffer_get_length(c->wire);
+    if (conn_write_now(c->bev) == 1 && (had > SERVE_OUT_LOW || c->closing)) {
+        conn_drained(c); /* as bufferevent's write would have; may free c */
+        return;
+    }
+    if (up_drained && c->wait == WAIT_NONE && !c->closing && !c->dead)
+        conn_process(c); /* as the upstream's write callback would have */
+}
+
+void conn_want_flush(conn *c)
+{
+    if (c->flush_ev != NULL)
+        event_active(c->flush_ev, EV_WRITE, 0);
+}
+
+static void wire_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
+                    void *arg)
+{
+    (void)b;
+    if (info->n_added > 0)
+        conn_want_flush(arg);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -494,7 +608,13 @@ conn *conn_new(srv *s, struct bufferevent *bev)
         c->in = bufferevent_get_input(bev);
         c->out = c->wire = bufferevent_get_output(bev);
         c->timer = evtimer_new(s->base, timer_cb, c);
-        if (c->timer == NULL) {
+        c->flush_ev = event_new(s->base, -1, 0, flush_cb, c);
+        if (c->timer == NULL || c->flush_ev == NULL ||
+            evbuffer_add_cb(c->wire, wire_cb, c) == NULL) {
+            if (c->timer != NULL)
+                event_free(c->timer);
+            if (c->flush_ev != NULL)
+                event_free(c->flush_ev);
             redisReaderFree(c->rd);
             free(c);
             return NULL;
@@ -525,7 +645,9 @@ conn *conn_new(srv *s, struct bufferevent *bev)
     atomic_fetch_add_explicit(&s->st.conns_current, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->st.conns_total, 1, memory_order_relaxed);
     if (bev != NULL) {
-        bufferevent_enable(bev, EV_READ | EV_WRITE);
+        /* no write interest until a write leaves something (flush_cb) */
+        bufferevent_enable(bev, EV_READ);
+        bufferevent_disable(bev, EV_WRITE);
         conn_after(c, 0); /* the idle timer, if any */
     }
     return c;

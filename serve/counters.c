@@ -89,6 +89,7 @@ static cent *find(conn *c, const char *name)
         return NULL;
     }
     e->ctr = ctr;
+    e->nlen = strlen(name);
     size_t h = hash(name) & (s->tab_size - 1);
     e->hnext = s->tab[h];
     s->tab[h] = e;
@@ -242,11 +243,17 @@ static void serve_range(conn *c, cent *ce, uint64_t n)
 
 int ctrs_incr(conn *c, const char *name, size_t len, uint64_t n)
 {
-    if (check_name(c, name, len) != 0)
-        return EXEC_DONE;
-    cent *ce = find(c, name);
-    if (ce == NULL)
-        return EXEC_DONE;
+    cent *ce = c->last_ce;
+    /* a pipeline's INCRs mostly name the counter of the one before: a
+     * name equal to a counter's is valid, and that counter is it */
+    if (ce == NULL || ce->nlen != len || memcmp(ce->name, name, len) != 0) {
+        if (check_name(c, name, len) != 0)
+            return EXEC_DONE;
+        ce = find(c, name);
+        if (ce == NULL)
+            return EXEC_DONE;
+        c->last_ce = ce;
+    }
     if (!ce->refilling && ce->wq_head == NULL && ce->end - ce->next >= n) {
         serve_range(c, ce, n);
         return EXEC_DONE;

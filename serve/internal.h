@@ -98,8 +98,12 @@ typedef struct req {
     int filled;    /* elements received */
     int cap;
     size_t bytes;  /* what it holds, counted against the request limit */
-    char **argv;   /* NUL-terminated copies (keys may hold NULs too) */
+    char **argv;   /* NUL-terminated copies (keys may hold NULs too), in
+                    * data; set once the request is whole */
     size_t *lens;
+    size_t *offs;  /* where each element starts in data */
+    char *data;    /* the elements, one after another, each NUL-ended */
+    size_t dlen, dcap;
 } req;
 
 /* A client connection. */
@@ -113,8 +117,14 @@ struct conn {
                                * wire, or its proxy slot */
     redisReader *rd;
     req *building;            /* the request the reader is filling */
+    req *spare;               /* the last request, kept for the next one
+                               * (no malloc per request) */
+    cent *last_ce;            /* the counter of its last INCR (a pipeline
+                               * of INCRs of one key finds it at once) */
     const char *perr;         /* why the reader's callbacks refused */
     struct event *timer;      /* request deadline or idle timeout */
+    struct event *flush_ev;   /* made active when output is queued: writes
+                               * it once per loop pass (conn.c) */
     int timer_mode;           /* 0 off, 1 request deadline, 2 idle */
     int proto;                /* 2 or 3 (HELLO 3) */
     int authed;
@@ -129,11 +139,14 @@ struct conn {
     /* proxy (proxy.c) */
     struct bufferevent *up;   /* the upstream connection, NULL when none */
     redisReader *uprd;        /* parses its replies (RESP2) */
+    int up_connected;         /* its connect finished */
     size_t up_fed;            /* bytes at the front of up's input fed to
                                * uprd, not yet handed on */
     pslot *ps_head, *ps_tail; /* replies owed, in the client's order */
     pslot *ps_await;          /* the first slot owed an upstream reply */
     pslot *ps_cur;            /* the running intercepted request's slot */
+    pslot *ps_free;           /* slots done with, kept for reuse */
+    unsigned nfree;
     unsigned npend;           /* slots in the queue */
     int tunnel_sent;          /* pub/sub, MONITOR, HELLO 3 went upstream:
                                * from then on bytes pass as they are */
@@ -148,6 +161,7 @@ enum { WAIT_NONE, WAIT_RANGE, WAIT_JOB };
  * in one go (an idp_cache fill, on a worker), handed out inline. */
 struct cent {
     char *name;
+    size_t nlen;              /* strlen(name) */
     idp_counter *ctr;
     uint64_t next, end;       /* [next, end): IDs held, never handed out */
     int refilling;            /* a worker owns the refill */
@@ -229,6 +243,14 @@ void conn_free(conn *c);
 void conn_discard(conn *c);
 /* At shutdown: stop reading, finish what was read, close. */
 void conn_drain(conn *c);
+/* Output was queued (to the client or the upstream): written at the end
+ * of this loop pass. */
+void conn_want_flush(conn *c);
+/* Writes what bev's output holds now, when libevent is not already
+ * writing it (EV_WRITE off). Returns 1 when it was all written, 0 when
+ * there was nothing to write here, -1 when some is left (EV_WRITE is then
+ * on, and bufferevent writes the rest, reporting errors as usual). */
+int conn_write_now(struct bufferevent *bev);
 
 /* ---- commands.c --------------------------------------------------------- */
 enum { EXEC_DONE, EXEC_WAIT, EXEC_CLOSE };
@@ -257,6 +279,9 @@ int proxy_busy(const conn *c);
 void proxy_client_drained(conn *c);
 /* Frees the upstream connection and the slots. */
 void proxy_release(conn *c);
+/* Writes the requests queued for the upstream (the loop pass's flush).
+ * Returns 1 when that drained a full output (requests may run again). */
+int proxy_flush(conn *c);
 
 /* ---- counters.c ------------------------------------------------------- */
 /* INCR (n = 1) or INCRBY n of counter `name` (len bytes): answered

@@ -42,6 +42,11 @@
 /* A connect to the upstream must finish within this. */
 #define PROXY_CONNECT_TIMEOUT_S 5
 #define FEED_CHUNK 16384
+/* Slots kept for reuse per connection (a pipeline's worth): no malloc per
+ * forwarded request. */
+#define PROXY_KEEP_SLOTS 64
+/* A forwarded request up to this size is formatted on the stack. */
+#define PROXY_FMT_STACK 4096
 
 enum { PS_FWD, PS_LOCAL, PS_TUNNEL };
 
@@ -129,10 +134,18 @@ int proxy_setup(srv *s, char *err, size_t errlen)
 
 static pslot *slot_push(conn *c, int kind)
 {
-    pslot *p = calloc(1, sizeof *p);
-    if (p == NULL || (p->buf = evbuffer_new()) == NULL) {
-        free(p);
-        return NULL;
+    pslot *p = c->ps_free;
+    if (p != NULL) {
+        c->ps_free = p->next;
+        c->nfree--;
+        p->ready = 0;
+        p->next = NULL;
+    } else {
+        p = calloc(1, sizeof *p);
+        if (p == NULL || (p->buf = evbuffer_new()) == NULL) {
+            free(p);
+            return NULL;
+        }
     }
     p->kind = kind;
     if (c->ps_tail != NULL)
@@ -152,6 +165,19 @@ static void slot_free(pslot *p)
     free(p);
 }
 
+/* A slot whose reply left (its buffer is empty): kept for the next
+ * request, up to PROXY_KEEP_SLOTS. */
+static void slot_done(conn *c, pslot *p)
+{
+    if (c->nfree >= PROXY_KEEP_SLOTS || evbuffer_get_length(p->buf) != 0) {
+        slot_free(p);
+        return;
+    }
+    p->next = c->ps_free;
+    c->ps_free = p;
+    c->nfree++;
+}
+
 /* Sends the complete slots at the front of the queue to the client. */
 static void flush(conn *c)
 {
@@ -162,7 +188,7 @@ static void flush(conn *c)
         if (c->ps_head == NULL)
             c->ps_tail = NULL;
         c->npend--;
-        slot_free(p);
+        slot_done(c, p);
     }
     /* a tunnel at the front: what it holds and all that follows goes on */
     if (c->tunnel && c->ps_head != NULL && c->ps_head->kind == PS_TUNNEL) {
@@ -203,6 +229,16 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg);
 
 static void tunnel_pass(conn *c, struct evbuffer *in);
 
+/* Requests queued for the upstream leave at the end of the loop pass
+ * (conn.c's flush), with no write interest in epoll once connected. */
+static void up_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
+                      void *arg)
+{
+    (void)b;
+    if (info->n_added > 0)
+        conn_want_flush(arg);
+}
+
 static void up_drop(conn *c)
 {
     if (c->up != NULL) {
@@ -214,6 +250,7 @@ static void up_drop(conn *c)
         c->uprd = NULL;
     }
     c->up_fed = 0;
+    c->up_connected = 0;
     c->tunnel = 0;
     c->in_multi = 0;
     c->other_db = 0;
@@ -288,6 +325,12 @@ static int up_ensure(conn *c, const char **why)
         return -1;
     }
     bufferevent_setcb(c->up, up_read_cb, up_write_cb, up_event_cb, c);
+    if (evbuffer_add_cb(bufferevent_get_output(c->up), up_out_cb, c) ==
+        NULL) {
+        up_drop(c);
+        *why = "out of memory";
+        return -1;
+    }
     bufferevent_setwatermark(c->up, EV_WRITE, SERVE_OUT_LOW, 0);
     struct timeval tv = {PROXY_CONNECT_TIMEOUT_S, 0};
     bufferevent_set_timeouts(c->up, NULL, &tv);
@@ -309,6 +352,10 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one,
                    sizeof one);
         bufferevent_set_timeouts(bev, NULL, NULL);
+        c->up_connected = 1;
+        /* from now on proxy_flush writes; bufferevent only what is left */
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            bufferevent_disable(bev, EV_WRITE);
         return;
     }
     char why[160];
@@ -325,10 +372,20 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
 
 static void up_write_cb(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
     conn *c = arg;
+    if (c->up_connected && evbuffer_get_length(bufferevent_get_output(bev))
+                               == 0)
+        bufferevent_disable(bev, EV_WRITE); /* proxy_flush writes again */
     if (c->wait == WAIT_NONE && !c->closing && !c->dead)
         conn_process(c); /* upstream took what was queued */
+}
+
+int proxy_flush(conn *c)
+{
+    if (c->up == NULL || !c->up_connected)
+        return 0;
+    size_t had = evbuffer_get_length(bufferevent_get_output(c->up));
+    return conn_write_now(c->up) == 1 && had > SERVE_OUT_LOW;
 }
 
 /* Tunnel: upstream's bytes straight on, at the tunnel's place. */
@@ -455,6 +512,12 @@ void proxy_release(conn *c)
     }
     c->ps_head = c->ps_tail = c->ps_await = c->ps_cur = NULL;
     c->npend = 0;
+    for (pslot *p = c->ps_free, *next; p != NULL; p = next) {
+        next = p->next;
+        slot_free(p);
+    }
+    c->ps_free = NULL;
+    c->nfree = 0;
     c->out = c->wire;
 }
 
@@ -522,6 +585,58 @@ void proxy_local_done(conn *c)
     flush(c);
 }
 
+/* Appends "$LEN\r\n" (or "*N\r\n") at p. */
+static char *put_len(char *p, char type, size_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    *p++ = type;
+    while (n > 0)
+        *p++ = tmp[--n];
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* The request in RESP into buf (cap bytes), as redisFormatCommandArgv
+ * would write it. Returns its length, or 0 when it does not fit. */
+static size_t format_small(char *buf, size_t cap, const req *r)
+{
+    size_t need = 24;
+    for (int i = 0; i < r->argc; i++)
+        need += r->lens[i] + 26;
+    if (need > cap)
+        return 0;
+    char *p = put_len(buf, '*', (size_t)r->argc);
+    for (int i = 0; i < r->argc; i++) {
+        p = put_len(p, '$', r->lens[i]);
+        memcpy(p, r->argv[i], r->lens[i]);
+        p += r->lens[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return (size_t)(p - buf);
+}
+
+/* Writes the request to the upstream. Returns 0, or -1 (out of memory). */
+static int write_up(conn *c, req *r)
+{
+    char small[PROXY_FMT_STACK];
+    size_t len = format_small(small, sizeof small, r);
+    if (len > 0)
+        return bufferevent_write(c->up, small, len);
+    char *cmd = NULL;
+    int n = redisFormatCommandArgv(&cmd, r->argc, (const char **)r->argv,
+                                   r->lens);
+    int rc = n < 0 ? -1 : bufferevent_write(c->up, cmd, (size_t)n);
+    redisFreeCommand(cmd);
+    return rc;
+}
+
 /* A request upstream, its reply owed in order. */
 static int forward(conn *c, req *r)
 {
@@ -541,15 +656,10 @@ static int forward(conn *c, req *r)
         }
         return EXEC_DONE;
     }
-    char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, r->argc, (const char **)r->argv,
-                                   r->lens);
-    if (n < 0 || bufferevent_write(c->up, cmd, (size_t)n) != 0) {
-        redisFreeCommand(cmd);
+    if (write_up(c, r) != 0) {
         conn_close(c, "out of memory");
         return EXEC_CLOSE;
     }
-    redisFreeCommand(cmd);
     atomic_fetch_add_explicit(&s->st.forwarded, 1, memory_order_relaxed);
     if (c->tunnel_sent)
         return EXEC_DONE; /* its replies pass through as they come */

@@ -9,9 +9,35 @@
 
 #include "internal.h"
 
+/* ":123\r\n" and the like without printf: the warm INCR's reply. */
+static void add_num(conn *c, char type, uint64_t v, int neg)
+{
+    char buf[32];
+    char *p = buf + sizeof buf;
+    *--p = '\n';
+    *--p = '\r';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    if (neg)
+        *--p = '-';
+    *--p = type;
+    evbuffer_add(c->out, p, (size_t)(buf + sizeof buf - p));
+}
+
 void resp_simple(conn *c, const char *s)
 {
-    evbuffer_add_printf(c->out, "+%s\r\n", s);
+    size_t len = strlen(s);
+    char buf[128];
+    if (len + 3 > sizeof buf) {
+        evbuffer_add_printf(c->out, "+%s\r\n", s);
+        return;
+    }
+    buf[0] = '+';
+    memcpy(buf + 1, s, len);
+    memcpy(buf + 1 + len, "\r\n", 2);
+    evbuffer_add(c->out, buf, len + 3);
 }
 
 /* Redis's form: "-CODE message", CODE being ERR unless given. CR and LF
@@ -46,17 +72,17 @@ void resp_error_as(conn *c, const char *code, const char *fmt, ...)
 
 void resp_int(conn *c, long long v)
 {
-    evbuffer_add_printf(c->out, ":%lld\r\n", v);
+    add_num(c, ':', v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0);
 }
 
 void resp_uint(conn *c, uint64_t v)
 {
-    evbuffer_add_printf(c->out, ":%llu\r\n", (unsigned long long)v);
+    add_num(c, ':', v, 0);
 }
 
 void resp_bulk(conn *c, const void *p, size_t len)
 {
-    evbuffer_add_printf(c->out, "$%zu\r\n", len);
+    add_num(c, '$', len, 0);
     evbuffer_add(c->out, p, len);
     evbuffer_add(c->out, "\r\n", 2);
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -270,6 +271,110 @@ START_TEST(pipelined_incrs_from_8_connections_all_distinct)
     }
     tu_assert_distinct(ids, PIPE_THREADS * PIPE_PER);
     free(ids);
+    stop_clean(&s);
+}
+END_TEST
+
+/*
+ * A client that sends a long pipeline and reads its replies only when the
+ * server stops taking its requests: the server's output goes past its
+ * high mark (it stops running requests), the sockets fill, the server's
+ * own writes are partial; then the client reads. Every reply must come,
+ * in order: INCRs strictly increasing, and big ECHOs between them intact
+ * at their places.
+ */
+#define SLOW_N 20000
+#define SLOW_ECHO_EVERY 100 /* 10 MB of replies: past socket buffers */
+#define SLOW_ECHO_LEN 50000
+
+START_TEST(client_not_reading_gets_every_reply_in_order)
+{
+    sp_server s = {0};
+    start_sqlite(&s, NULL);
+    int fd = sp_connect(s.port);
+    /* the requests: INCR ctr, with an ECHO of a big marked value every
+     * SLOW_ECHO_EVERY */
+    char *echo = malloc(SLOW_ECHO_LEN + 64);
+    size_t cap = (size_t)SLOW_N * 32 +
+                 (SLOW_N / SLOW_ECHO_EVERY + 1) * (SLOW_ECHO_LEN + 64);
+    char *reqs = malloc(cap);
+    size_t len = 0;
+    for (int i = 0; i < SLOW_N; i++) {
+        if (i % SLOW_ECHO_EVERY == 0) {
+            memset(echo, 'a' + (i / SLOW_ECHO_EVERY) % 26, SLOW_ECHO_LEN);
+            len += (size_t)sprintf(reqs + len, "*2\r\n$4\r\nECHO\r\n$%d\r\n",
+                                   SLOW_ECHO_LEN);
+            memcpy(reqs + len, echo, SLOW_ECHO_LEN);
+            len += SLOW_ECHO_LEN;
+            memcpy(reqs + len, "\r\n", 2);
+            len += 2;
+        }
+        static const char incr[] = "*2\r\n$4\r\nINCR\r\n$3\r\nctr\r\n";
+        memcpy(reqs + len, incr, sizeof incr - 1);
+        len += sizeof incr - 1;
+    }
+    /* send first, read only when the server takes no more */
+    redisReader *rd = redisReaderCreate();
+    size_t sent = 0;
+    int incrs = 0, echoes = 0;
+    long long last = 0;
+    long long deadline = sp_now_ms() + 60000;
+    while (incrs + echoes < SLOW_N + SLOW_N / SLOW_ECHO_EVERY) {
+        ck_assert_msg(sp_now_ms() < deadline, "stalled: %d INCR and %d ECHO "
+                      "replies, %zu of %zu bytes sent", incrs, echoes, sent,
+                      len);
+        struct pollfd p = {fd, (short)(POLLIN | (sent < len ? POLLOUT : 0)),
+                           0};
+        ck_assert_int_ge(poll(&p, 1, 1000), 0);
+        if (p.revents & POLLOUT) {
+            ssize_t n = send(fd, reqs + sent, len - sent, MSG_DONTWAIT);
+            if (n > 0)
+                sent += (size_t)n;
+            continue;
+        }
+        if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        char buf[65536];
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        ck_assert_msg(n > 0, "the server closed after %d replies",
+                      incrs + echoes);
+        redisReaderFeed(rd, buf, (size_t)n);
+        void *obj;
+        while (redisReaderGetReply(rd, &obj) == REDIS_OK && obj != NULL) {
+            redisReply *r = obj;
+            int at = incrs + echoes; /* the request this answers */
+            if (at % (SLOW_ECHO_EVERY + 1) == 0) {
+                ck_assert_msg(r->type == REDIS_REPLY_STRING &&
+                                  r->len == SLOW_ECHO_LEN,
+                              "reply %d: type %d, want the ECHO", at,
+                              r->type);
+                memset(echo, 'a' + echoes % 26, SLOW_ECHO_LEN);
+                ck_assert_msg(memcmp(r->str, echo, SLOW_ECHO_LEN) == 0,
+                              "reply %d: ECHO %d's bytes are not its own",
+                              at, echoes);
+                echoes++;
+            } else {
+                ck_assert_msg(r->type == REDIS_REPLY_INTEGER,
+                              "reply %d: type %d, want an INCR's", at,
+                              r->type);
+                ck_assert_msg(r->integer > last, "reply %d: %lld after %lld",
+                              at, r->integer, last);
+                last = r->integer;
+                incrs++;
+            }
+            freeReplyObject(r);
+        }
+    }
+    ck_assert_int_eq(incrs, SLOW_N);
+    ck_assert_int_eq(echoes, SLOW_N / SLOW_ECHO_EVERY);
+    ck_assert_msg(sent == len, "%zu of %zu bytes sent", sent, len);
+    /* nothing more than asked */
+    sp_sends(fd, "*1\r\n$4\r\nPING\r\n");
+    sp_expect(fd, "+PONG\r\n");
+    redisReaderFree(rd);
+    free(reqs);
+    free(echo);
+    close(fd);
     stop_clean(&s);
 }
 END_TEST
@@ -659,6 +764,7 @@ int main(void)
         handshake_commands, socketless_session_answers_as_a_connection, NULL};
     const TTest *many[] = {
         pipelined_incrs_from_8_connections_all_distinct,
+        client_not_reading_gets_every_reply_in_order,
         max_clients_gets_redis_error, ten_thousand_connections, NULL};
     const TTest *bad[] = {
         malformed_resp_gets_protocol_errors,
