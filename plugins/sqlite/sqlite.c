@@ -369,6 +369,38 @@ static int sq_commit(sq_store *s, idp_error *err)
 /* ---- Increments -------------------------------------------------------- */
 
 /*
+ * Why the guarded upsert of n to key changed nothing: the value is an
+ * integer that n would take to 2^63 (IDP_ERANGE), or not an integer at all
+ * (a TEXT or BLOB another tool wrote into a table that allows it: SQLite
+ * orders those above every number, so the guard fails for them too).
+ */
+static int sq_refused(sq_store *s, const char *key, uint64_t n,
+                      idp_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    char type[16] = "", text[48] = "";
+    if (sqlite3_prepare_v2(s->db, "SELECT typeof(value), substr(CAST(value "
+                           "AS TEXT), 1, 40) FROM idprime_counters WHERE "
+                           "name = ?1", -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            const unsigned char *t = sqlite3_column_text(q, 0);
+            const unsigned char *v = sqlite3_column_text(q, 1);
+            snprintf(type, sizeof type, "%s", t != NULL ? (const char *)t : "");
+            snprintf(text, sizeof text, "%s", v != NULL ? (const char *)v : "");
+        }
+    }
+    sqlite3_finalize(q);
+    if (type[0] != '\0' && strcmp(type, "integer") != 0)
+        return idp_plugin_error(err, IDP_ESTORE, "'%s' in '%s' holds a %s "
+                                "value ('%s'), not a counter; nothing was "
+                                "changed", key, s->path, type, text);
+    return idp_plugin_error(err, IDP_ERANGE, "adding %llu to '%s' in '%s' "
+                            "would reach 2^63; nothing was changed",
+                            (unsigned long long)n, key, s->path);
+}
+
+/*
  * Adds n to key inside the open transaction and stores the new value.
  * Returns IDP_ERANGE (nothing changed, the transaction still usable) when
  * the sum would reach 2^63; any other error leaves the transaction to be
@@ -388,9 +420,7 @@ static int sq_add(sq_store *s, const char *key, uint64_t n, uint64_t *value,
     if (rc == SQLITE_ROW)
         code = sq_column_value(s, s->add, 0, value, err);
     else if (rc == SQLITE_DONE)
-        code = idp_plugin_error(err, IDP_ERANGE, "adding %llu to '%s' in "
-                                "'%s' would reach 2^63; nothing was changed",
-                                (unsigned long long)n, key, s->path);
+        code = sq_refused(s, key, n, err);
     else
         code = sq_error(s, rc, "increment", err);
     sqlite3_reset(s->add);
@@ -716,9 +746,16 @@ static int sq_check_dir(const char *path, idp_error *err)
         e = errno;
     if (e == 0)
         return IDP_OK;
+    if (e == ENOENT || e == ENOTDIR)
+        return idp_plugin_error(err, IDP_ESTORE, "cannot open '%s': "
+                                "directory '%s': %s (it is not created; "
+                                "create it or choose another path)", path,
+                                dir, strerror(e));
     return idp_plugin_error(err, IDP_ESTORE, "cannot open '%s': directory "
-                            "'%s': %s (it is not created; create it or "
-                            "choose another path)", path, dir, strerror(e));
+                            "'%s': %s (the store writes its database, WAL "
+                            "and lock files there: make it writable for "
+                            "this user or choose another path)", path, dir,
+                            strerror(e));
 }
 
 /*

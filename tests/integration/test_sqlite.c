@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -425,6 +426,35 @@ START_TEST(test_reaching_2_63_is_an_error_and_stays_integer)
 }
 END_TEST
 
+/* A TEXT value another tool wrote into a table that allows one is named
+ * as what it is, not as a counter at 2^63. */
+START_TEST(test_text_value_is_named_not_2_63)
+{
+    const char *dir = tmpdir();
+    const char *path = db_path(dir, "text.db");
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE idprime_counters("
+                                  "name TEXT PRIMARY KEY, value ANY) STRICT;"
+                                  "INSERT INTO idprime_counters VALUES "
+                                  "('t', 'abc')", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    idp_client *c = tu_open(db_uri(dir, "text.db", "?metaprime=0"), NULL);
+    idp_error err;
+    uint64_t v = 0;
+    ck_assert_int_eq(idp_next(tu_counter(c, "t"), &v, &err), IDP_ESTORE);
+    msg_has(&err, "'t'");
+    msg_has(&err, "holds a text value ('abc'), not a counter");
+    ck_assert_ptr_null(strstr(err.msg, "2^63"));
+    idp_close(c);
+    char type[16];
+    file_counter(path, "t", type, sizeof type);
+    ck_assert_str_eq(type, "text"); /* nothing was changed */
+    rm_tmpdir(dir);
+}
+END_TEST
+
 /* ---- Tests: URIs -------------------------------------------------------- */
 
 START_TEST(test_missing_directory_is_named_not_created)
@@ -459,15 +489,34 @@ START_TEST(test_unusable_directory_is_named)
     msg_has(&err, file);
     msg_has(&err, strerror(ENOTDIR));
 
-    /* a read-only directory (root writes anywhere: nothing to test) */
-    if (geteuid() != 0) {
-        char ro[PATH_MAX + 32];
-        snprintf(ro, sizeof ro, "%s/ro", dir);
-        ck_assert_int_eq(mkdir(ro, 0555), 0);
-        snprintf(uri, sizeof uri, "sqlite://%s/x.db", ro);
-        ck_assert_ptr_null(open_or_fail(uri, &err));
-        msg_has(&err, ro);
-        msg_has(&err, strerror(EACCES));
+    /* a directory this user cannot write (as root, checked by a child that
+     * becomes nobody: root writes anywhere) */
+    char ro[PATH_MAX + 32];
+    snprintf(ro, sizeof ro, "%s/ro", dir);
+    ck_assert_int_eq(mkdir(ro, 0555), 0);
+    ck_assert_int_eq(chmod(dir, 0755), 0);
+    snprintf(uri, sizeof uri, "sqlite://%s/x.db", ro);
+    int as_child = geteuid() == 0;
+    pid_t pid = as_child ? fork() : 0;
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (as_child && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(3);
+        int ok = open_or_fail(uri, &err) == NULL &&
+                 strstr(err.msg, ro) != NULL &&
+                 strstr(err.msg, strerror(EACCES)) != NULL &&
+                 strstr(err.msg, "make it writable for this user") != NULL &&
+                 strstr(err.msg, "not created") == NULL;
+        if (!ok)
+            fprintf(stderr, "read-only directory: %s\n", err.msg);
+        if (as_child)
+            _exit(ok ? 0 : 1);
+        ck_assert(ok);
+    } else {
+        int st = 0;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                      "the child as nobody: status %d", st);
     }
     rm_tmpdir(dir);
 }
@@ -636,7 +685,7 @@ int main(void)
     const TTest *failures[] = {
         test_killed_client_never_repeats_an_id,
         test_locked_file_fails_within_timeout_and_recovers,
-        test_reaching_2_63_is_an_error_and_stays_integer, NULL};
+        test_reaching_2_63_is_an_error_and_stays_integer, test_text_value_is_named_not_2_63, NULL};
     const TTest *uris[] = {
         test_missing_directory_is_named_not_created,
         test_unusable_directory_is_named, test_bad_synchronous_value_is_named,
