@@ -115,7 +115,8 @@ typedef struct bench_result {
     int ncounters;             /* the workload's counters (files: 2) */
     char counter[2][16];       /* their names: "inode", "chunk", ... */
     uint64_t counter_fetches[2]; /* the engine's fetches of each */
-    int stopped;               /* stopped at the time limit */
+    int stopped;               /* 1: stopped at the time limit; 2: by an
+                                  interrupt (SIGINT, SIGTERM) */
     /* hotpath */
     double atomic_ids_per_s;   /* bare atomic fetch-add, same threads */
     double next1_ids_per_s;    /* next() on one thread, in the same rounds

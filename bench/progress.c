@@ -34,6 +34,19 @@ static void draw(monitor *m, double elapsed)
     m->drew = 1;
 }
 
+static const atomic_int *interrupt_flag;
+
+void bench_set_interrupt(const atomic_int *flag)
+{
+    interrupt_flag = flag;
+}
+
+int bench_interrupted(void)
+{
+    return interrupt_flag != NULL &&
+           atomic_load_explicit(interrupt_flag, memory_order_relaxed) != 0;
+}
+
 static void *watch(void *arg)
 {
     monitor *m = arg;
@@ -50,7 +63,7 @@ static void *watch(void *arg)
         if (m->finished)
             break;
         double elapsed = bench_now() - m->t0;
-        if (m->limit_s > 0 && elapsed >= m->limit_s)
+        if ((m->limit_s > 0 && elapsed >= m->limit_s) || bench_interrupted())
             atomic_store(&m->stop, 1);
         if (m->out != NULL && elapsed >= BAR_AFTER_S)
             draw(m, elapsed);

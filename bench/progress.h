@@ -34,6 +34,12 @@ int monitor_start(monitor *m, FILE *out, const char *label, uint64_t total,
 /* Stops watching and clears the bar. */
 void monitor_end(monitor *m);
 
+/* An interrupt for every run: once *flag is nonzero (a SIGINT or SIGTERM
+ * the command caught), the run going on stops as at its time limit and no
+ * further run starts. NULL (the default): none. */
+void bench_set_interrupt(const atomic_int *flag);
+int bench_interrupted(void);
+
 /* The run's clock, seconds on CLOCK_MONOTONIC. */
 double bench_now(void);
 

@@ -101,7 +101,8 @@ void bench_table(FILE *f, const bench_results *rs)
                 wasted, (unsigned long long)r->at_risk_ids,
                 strat ? " " : "", strat ? (r->strategy[0] ? r->strategy : "-")
                                         : "",
-                r->stopped ? "  (stopped at the time limit)" : "");
+                r->stopped == 2 ? "  (interrupted)"
+                : r->stopped ? "  (stopped at the time limit)" : "");
     }
     /* What the pairs and the hot path say. */
     for (size_t i = 0; i < rs->n; i++) {

@@ -13,6 +13,7 @@
 
 #include "bench.h"
 #include "hotpath.h"
+#include "progress.h"
 #include "scale.h"
 #include "target.h"
 #include "workload.h"
@@ -369,7 +370,7 @@ static int run_counters(const bench_config *cfg, const bench_target *t,
     int rc = uri == NULL ? (snprintf(msg, len, "out of memory"), BENCH_EWORK)
                          : scale_run(cfg, c, uri, &opt, &m, &so, msg, len);
     free(uri);
-    res->stopped = atomic_load(&m.stop);
+    res->stopped = atomic_load(&m.stop) ? (bench_interrupted() ? 2 : 1) : 0;
     monitor_end(&m);
     idp_close(c);
     if (rc != BENCH_OK)
@@ -556,7 +557,7 @@ static int run_one(const bench_config *cfg, const bench_target *t,
         res->last_id[0] = wo.last[0];
         res->last_id[1] = wo.last[1];
     }
-    res->stopped = atomic_load(&m.stop);
+    res->stopped = atomic_load(&m.stop) ? (bench_interrupted() ? 2 : 1) : 0;
     if (hist != NULL)
         fill_latency(res, hist);
     free(hist);
@@ -599,7 +600,11 @@ static int run_one(const bench_config *cfg, const bench_target *t,
             metaprime ? "" : " baseline",
             (unsigned long long)res->roundtrips_store,
             (unsigned long long)res->roundtrips_engine);
-    if (res->stopped)
+    if (res->stopped == 2)
+        say(cfg, IDP_LOG_WARN, "%s %s%s: interrupted after %llu IDs",
+            t->shown, bench_workload_name(cfg->workload),
+            metaprime ? "" : " baseline", (unsigned long long)res->ids);
+    else if (res->stopped)
         say(cfg, IDP_LOG_WARN, "%s %s%s: stopped at the time limit (%u s) "
             "after %llu IDs", t->shown, bench_workload_name(cfg->workload),
             metaprime ? "" : " baseline", cfg->time_limit,
@@ -632,6 +637,8 @@ int bench_check_uri(const bench_config *cfg, const char *uri, char *msg,
 int bench_run(const bench_config *cfg, const char *uri, bench_results *out,
               char *msg, size_t len)
 {
+    if (bench_interrupted()) /* stopped: no further run */
+        return BENCH_OK;
     bench_target t;
     int rc = prepare(cfg, uri, &t, msg, len);
     if (rc != BENCH_OK)
@@ -648,7 +655,7 @@ int bench_run(const bench_config *cfg, const char *uri, bench_results *out,
     }
     rc = run_one(cfg, &t, 1, out, msg, len);
     if (rc == BENCH_OK && cfg->baseline && cfg->workload != BENCH_HOTPATH &&
-        cfg->workload != BENCH_COUNTERS)
+        cfg->workload != BENCH_COUNTERS && !bench_interrupted())
         rc = run_one(cfg, &t, 0, out, msg, len);
     target_free(&t);
     return rc;

@@ -214,7 +214,7 @@ int workload_run(const bench_config *cfg, idp_counter *const ctr[2],
     for (unsigned i = 0; i < started; i++)
         pthread_join(th[i], NULL);
     out->wall_s = bench_now() - t0;
-    out->stopped = atomic_load(&m->stop);
+    out->stopped = atomic_load(&m->stop) ? (bench_interrupted() ? 2 : 1) : 0;
     for (unsigned i = 0; i < nt; i++) {
         out->ids += w[i].ids;
         out->calls += w[i].calls;

@@ -14,6 +14,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "progress.h"
 #include "idprime/config.h"
 
 static const char bench_usage[] =
@@ -573,6 +574,9 @@ int cmd_bench(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? 0 : rc;
     bench_config *cfg = &a.cfg;
+    /* SIGINT/SIGTERM stop the run going on and start no other; what was
+     * measured is still written (main() then ends by the signal) */
+    bench_set_interrupt(cli_stop_flag());
     cfg->log = cli_log;
     cfg->log_ud = &co;
     strategies st = {.n = 0};

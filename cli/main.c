@@ -408,8 +408,7 @@ static const struct {
     {"get", cmd_get, STOPS},
     {"migrate", cmd_migrate, STOPS},
     {"run", cmd_run, STOPS},
-    /* STOPS once its workloads check cli_stop_flag() */
-    {"bench", cmd_bench, RUNS},
+    {"bench", cmd_bench, STOPS},
 #ifdef IDPRIME_HAVE_SERVE
     {"serve", serve_main, OWN},
 #endif

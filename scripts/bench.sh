@@ -275,7 +275,12 @@ if [ -n "$redis_port" ]; then
     fi
   fi
 fi
-written="$out/files.{json,csv,svg} $out/hotpath.{json,csv,svg} $out/hotpath-2t.json $out/counters-{10k,100k}.json"
+# The strategies' shoot-out, short: the embedded SQLite store only (about
+# 2 minutes; scripts/shootout.sh alone runs every installed store)
+echo "== the strategies' shoot-out on SQLite (scripts/shootout.sh, short)"
+SHOOTOUT_STORES=sqlite SHOOTOUT_OUT="$out/shootout" BUILD_DIR="$build" \
+  scripts/shootout.sh
+written="$out/files.{json,csv,svg} $out/hotpath.{json,csv,svg} $out/hotpath-2t.json $out/counters-{10k,100k}.json $out/shootout/"
 [ ! -f "$out/adaptive-steady.json" ] || written+=" $out/adaptive-*.json"
 [ ! -f "$out/durable.json" ] || written+=" $out/durable{,-rt}.{json,csv}"
 echo "== written: $written"

@@ -19,7 +19,8 @@
 #   scripts/shootout.sh [extra idprime bench options]
 # environment: BUILD_DIR (build), SHOOTOUT_SECONDS (1: each steady, bursty
 # and ramp run; the trace is cut at SHOOTOUT_LIMIT, 3 s), SHOOTOUT_RATE
-# (5000 IDs/s), SHOOTOUT_STORES (e.g. "sqlite redis": only these).
+# (5000 IDs/s), SHOOTOUT_STORES (e.g. "sqlite redis": only these),
+# SHOOTOUT_OUT (bench/results: where the files go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,7 @@ if [ ! -x "$idprime" ]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$build" -j"$(nproc)" >/dev/null
 fi
-out=bench/results
+out=${SHOOTOUT_OUT:-bench/results}
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/idprime-shootout.XXXXXX")
 pids=()

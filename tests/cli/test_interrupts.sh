@@ -242,6 +242,30 @@ for k in a b c d e f; do
 done
 end
 
+# ---- bench: the run going on stops, what was measured is written ----------
+
+begin "bench stopped by SIGTERM mid-run: the run ends early, no other starts, the table, JSON and metrics written, exit 143"
+rm -f "$TMP/b.json" "$TMP/b.prom"
+start_bg "$CLI" bench --workload steady --rate 1000 --seconds 60 --no-progress \
+    --json "$TMP/b.json" --metrics "$TMP/b.prom" mem://
+# the steady workload sleeps between IDs (clock_nanosleep): it is running
+wait_until "the steady run" sleeping_in_store
+kill -TERM "$BG"
+finish_bg
+want_rc 143
+grep -q "mem:// steady: interrupted after [0-9]* IDs" "$TMP/bg.err" ||
+    why "stderr does not say the run was interrupted: $err"
+grep -q "(interrupted)" "$TMP/bg.out" || why "the table does not mark the run interrupted"
+[ -s "$TMP/b.prom" ] || why "no --metrics file"
+runs=$(python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))["runs"]
+print(len(d), d[0]["ids"], d[0]["stopped"])' "$TMP/b.json" 2>&1)
+read -r nruns ids stopped <<<"$runs"
+[ "$nruns" = 1 ] || why "the JSON holds '$runs', not the one interrupted run (no baseline after it)"
+[ "${stopped:-}" = True ] || why "the run is not marked stopped in the JSON: $runs"
+[ "${ids:-60000}" -lt 60000 ] 2>/dev/null || why "the run was not cut short: $runs"
+end
+
 # ---- run: the script stops, its clients close ----------------------------------
 
 cat >"$TMP/forever.lua" <<'EOF'
