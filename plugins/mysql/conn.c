@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -31,12 +32,46 @@
  * every wait instead of poll(2); this one waits no later than the current
  * call's deadline. The hook has no user pointer, but a store handle is
  * used by one thread at a time and libmariadb waits in the calling
- * thread, so the deadline lives in thread-local storage, set by
+ * thread, so the deadline is the calling thread's, set by
  * ms_deadline_start at the start of each plugin call. The seconds
  * options stay set, rounded up, for a libmariadb without the hook.
+ *
+ * The thread's deadline is kept through a pthread key, not __thread: a
+ * dlopen'ed library's __thread variables live in dynamic TLS, which the
+ * leak checker of Debian's gcc 12 (LeakSanitizer) reads wrongly under
+ * glibc 2.36 and crashes on ("Tracer caught signal 11").
  */
-static __thread uint64_t ms_deadline_ns; /* 0: none (libmariadb's own) */
-static __thread int ms_timed_out;        /* a wait of this call timed out */
+typedef struct ms_clock {
+    uint64_t deadline_ns; /* 0: none (libmariadb's own) */
+    int timed_out;        /* a wait of this call timed out */
+} ms_clock;
+
+static pthread_key_t ms_clock_key;
+static pthread_once_t ms_clock_once = PTHREAD_ONCE_INIT;
+static int ms_clock_ok;
+
+static void ms_clock_init(void)
+{
+    ms_clock_ok = pthread_key_create(&ms_clock_key, free) == 0;
+}
+
+/* The calling thread's clock, made on first use; NULL when out of memory
+ * (the call then has libmariadb's own timeouts only). */
+static ms_clock *ms_clock_get(int make)
+{
+    pthread_once(&ms_clock_once, ms_clock_init);
+    if (!ms_clock_ok)
+        return NULL;
+    ms_clock *k = pthread_getspecific(ms_clock_key);
+    if (k == NULL && make) {
+        k = calloc(1, sizeof *k);
+        if (k != NULL && pthread_setspecific(ms_clock_key, k) != 0) {
+            free(k);
+            k = NULL;
+        }
+    }
+    return k;
+}
 
 static uint64_t ms_now_ns(void)
 {
@@ -47,8 +82,19 @@ static uint64_t ms_now_ns(void)
 
 void ms_deadline_start(const ms_store *s)
 {
-    ms_deadline_ns = ms_now_ns() + (uint64_t)s->host->timeout_ms * 1000000u;
-    ms_timed_out = 0;
+    ms_clock *k = ms_clock_get(1);
+    if (k != NULL) {
+        k->deadline_ns = ms_now_ns() +
+                         (uint64_t)s->host->timeout_ms * 1000000u;
+        k->timed_out = 0;
+    }
+}
+
+/* 1 when a wait of the calling thread's current call timed out. */
+static int ms_timed_out(void)
+{
+    ms_clock *k = ms_clock_get(0);
+    return k != NULL && k->timed_out;
 }
 
 /* The hook: as libmariadb's own poll(2) wait (timeout in ms, 0 or less
@@ -57,11 +103,12 @@ void ms_deadline_start(const ms_store *s)
  * errno when it has one. */
 static int ms_io_wait(my_socket fd, my_bool is_read, int timeout)
 {
+    ms_clock *k = ms_clock_get(0);
     for (;;) {
         int wait = timeout > 0 ? timeout : -1;
-        if (ms_deadline_ns != 0) {
+        if (k != NULL && k->deadline_ns != 0) {
             uint64_t now = ms_now_ns();
-            uint64_t left = ms_deadline_ns > now ? ms_deadline_ns - now : 0;
+            uint64_t left = k->deadline_ns > now ? k->deadline_ns - now : 0;
             uint64_t left_ms = (left + 999999u) / 1000000u;
             if (wait < 0 || left_ms < (uint64_t)wait)
                 wait = (int)left_ms;
@@ -71,7 +118,8 @@ static int ms_io_wait(my_socket fd, my_bool is_read, int timeout)
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc == 0) {
-            ms_timed_out = 1;
+            if (k != NULL)
+                k->timed_out = 1;
             errno = ETIMEDOUT;
         }
         if (rc > 0 && !is_read && (p.revents & (POLLERR | POLLHUP))) {
@@ -202,7 +250,7 @@ static int ms_connect_error(ms_store *s, MYSQL *m, idp_error *err)
     default:
         break;
     }
-    if (ms_timed_out)
+    if (ms_timed_out())
         return idp_plugin_error(err, IDP_ETIMEOUT, "unable to connect to %s "
                                 "within timeout_ms=%u: %s", s->where,
                                 s->host->timeout_ms, msg);
@@ -297,7 +345,7 @@ static void ms_lost(ms_store *s, const char *const *whats, size_t from,
             out[i].code = idp_plugin_error(&errs[i], IDP_ENOMEM, "%s on %s: "
                                            "out of memory", whats[i],
                                            s->where);
-        else if (ms_timed_out)
+        else if (ms_timed_out())
             out[i].code = idp_plugin_error(&errs[i], IDP_ETIMEOUT, "%s on %s: "
                                            "no answer within timeout_ms=%u; it "
                                            "may have run, and the connection "

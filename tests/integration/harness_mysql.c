@@ -38,7 +38,8 @@
  */
 static int mysql_prepare(server *s)
 {
-    char datadir[PATH_MAX + 32], extra[PATH_MAX + 32], init[PATH_MAX + 16];
+    char datadir[PATH_MAX + 32], extra[PATH_MAX + 32], init[PATH_MAX + 16],
+        tmpdir[PATH_MAX + 16];
     snprintf(init, sizeof init, "%s/init.sql", s->dir);
     FILE *f = fopen(init, "w");
     if (f == NULL) {
@@ -54,7 +55,10 @@ static int mysql_prepare(server *s)
     }
     snprintf(datadir, sizeof datadir, "--datadir=%s/data", s->dir);
     snprintf(extra, sizeof extra, "--extra-file=%s", init);
-    char *argv[] = {"mariadb-install-db", "--no-defaults", datadir,
+    /* temporary tables in the server's own folder: two bootstraps at once
+     * in a shared /tmp can meet ("Unknown table 'mysql.tmp_user_sys'") */
+    snprintf(tmpdir, sizeof tmpdir, "--tmpdir=%s", s->dir);
+    char *argv[] = {"mariadb-install-db", "--no-defaults", datadir, tmpdir,
                     "--auth-root-authentication-method=normal",
                     "--skip-test-db", "--skip-name-resolve", MY_BUFFER_POOL,
                     MY_LOG_SIZE, extra, NULL};
@@ -67,13 +71,13 @@ static int mysql_prepare(server *s)
 static int mysql_command(const server *s, char **argv, char *store,
                          size_t len)
 {
-    /* four words in `store`, one after the other */
+    /* five words in `store`, one after the other */
     size_t at = 0;
-    char *w[4];
-    int n[4];
+    char *w[5];
+    int n[5];
     w[0] = store;
     n[0] = snprintf(w[0], len, "--datadir=%s/data", s->dir);
-    for (int i = 1; i < 4; i++) {
+    for (int i = 1; i < 5; i++) {
         if (n[i - 1] < 0 || (size_t)n[i - 1] >= len - at - 1)
             goto toolong;
         at += (size_t)n[i - 1] + 1;
@@ -83,12 +87,14 @@ static int mysql_command(const server *s, char **argv, char *store,
         else if (i == 2)
             n[i] = snprintf(w[i], len - at, "--pid-file=%s/mysqld.pid",
                             s->dir);
-        else
+        else if (i == 3)
             n[i] = snprintf(w[i], len - at, "--port=%d", s->port);
+        else
+            n[i] = snprintf(w[i], len - at, "--tmpdir=%s", s->dir);
     }
-    if (n[3] < 0 || (size_t)n[3] >= len - at)
+    if (n[4] < 0 || (size_t)n[4] >= len - at)
         goto toolong;
-    char *base[] = {"mariadbd", "--no-defaults", w[0], w[3],
+    char *base[] = {"mariadbd", "--no-defaults", w[0], w[3], w[4],
                     "--bind-address=127.0.0.1", w[1], w[2],
                     "--skip-name-resolve", MY_BUFFER_POOL, MY_LOG_SIZE,
                     "--innodb-fast-shutdown=2"};
