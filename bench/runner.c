@@ -406,13 +406,15 @@ static int batches(const bench_config *cfg, const bench_target *t)
  * reads what the close left in the store. NULL when it cannot open (then no
  * waste is measured; the run goes on). */
 static idp_client *open_watcher(const bench_config *cfg, const bench_target *t,
-                                const char *prefix, const char *delay_item)
+                                const char *prefix, const char *delay_item,
+                                run_log *lg)
 {
     const char *extra[] = {prefix, delay_item, NULL};
     int delay = 0, rc = 0;
-    run_log lg = {cfg, 1};
     char msg[300];
-    idp_client *w = open_run(cfg, t, extra, &delay, 0, &lg, msg, sizeof msg,
+    /* lg is the caller's: the client logs through it until it closes */
+    *lg = (run_log){cfg, 1};
+    idp_client *w = open_run(cfg, t, extra, &delay, 0, lg, msg, sizeof msg,
                              &rc);
     if (w == NULL)
         say(cfg, IDP_LOG_WARN, "%s: no second client to measure the IDs a "
@@ -529,9 +531,10 @@ static int run_one(const bench_config *cfg, const bench_target *t,
     uint64_t units = cfg->workload == BENCH_HOTPATH
                          ? HOTPATH_ROUNDS + 1 + HOTPATH_RT_ROUNDS
                                                     : workload_units(cfg);
+    run_log watch_lg; /* lives as long as the watcher */
     idp_client *watch = cfg->workload == BENCH_HOTPATH ? NULL
                         : open_watcher(cfg, t, prefix,
-                                       with_delay ? delay : NULL);
+                                       with_delay ? delay : NULL, &watch_lg);
     monitor m;
     monitor_start(&m, cfg->progress, label, units, cfg->time_limit);
     histogram *hist = NULL;
