@@ -243,7 +243,8 @@ typedef struct policy_call {
 
 /* The call this thread is in, so that the setter knows an input of a call
  * in progress from any other pointer without reading through it. */
-static __thread policy_call *t_policy_call;
+static __thread policy_call *t_policy_call
+    __attribute__((tls_model("initial-exec")));
 
 API int idp_policy_set_watermark(const idp_policy_input *in, uint64_t left)
 {
