@@ -168,11 +168,14 @@ static int sq_file_path(const idp_uri *u, char **out, idp_error *err)
 /*
  * Checks that the file's directory exists and is writable (WAL creates
  * -wal and -shm files beside the database), so the error names the
- * directory and the OS reason rather than SQLite's "unable to open".
+ * directory and the OS reason rather than SQLite's "unable to open". When
+ * the directory, or the file, cannot be written but the file exists and
+ * can be read, the store opens read-only instead: s->readonly is set to
+ * what cannot be written and why, for the error every write then gets.
  */
-static int sq_check_dir(const char *path, idp_error *err)
+static int sq_check_dir(sq_store *s, idp_error *err)
 {
-    const char *slash = strrchr(path, '/');
+    const char *path = s->path, *slash = strrchr(path, '/');
     char dir[PATH_MAX];
     if (slash == NULL)
         snprintf(dir, sizeof dir, ".");
@@ -188,13 +191,24 @@ static int sq_check_dir(const char *path, idp_error *err)
         e = ENOTDIR;
     else if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0)
         e = errno;
-    if (e == 0)
-        return IDP_OK;
     if (e == ENOENT || e == ENOTDIR)
         return idp_plugin_error(err, IDP_ESTORE, "cannot open '%s': "
                                 "directory '%s': %s (it is not created; "
                                 "create it or choose another path)", path,
                                 dir, strerror(e));
+    int readable = faccessat(AT_FDCWD, path, R_OK, AT_EACCESS) == 0;
+    if (e == 0) {
+        if (readable && faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) != 0 &&
+            (errno == EACCES || errno == EROFS))
+            snprintf(s->readonly, sizeof s->readonly, "the file: %s",
+                     strerror(errno));
+        return IDP_OK;
+    }
+    if (readable && (e == EACCES || e == EROFS || e == EPERM)) {
+        snprintf(s->readonly, sizeof s->readonly, "directory '%s': %s", dir,
+                 strerror(e));
+        return IDP_OK;
+    }
     return idp_plugin_error(err, IDP_ESTORE, "cannot open '%s': directory "
                             "'%s': %s (the store writes its database, WAL "
                             "and lock files there: make it writable for "
@@ -241,24 +255,9 @@ static int sq_prepare(sq_store *s, const char *sql, sqlite3_stmt **st,
     return rc == SQLITE_OK ? IDP_OK : sq_error(s, rc, "prepare", err);
 }
 
-/* Opens the file, sets WAL, synchronous and the busy timeout, creates the
- * tables and prepares every statement. */
-static int sq_setup(sq_store *s, idp_error *err)
+/* What a writer sets up: the waiter flags, WAL, synchronous, the tables. */
+static int sq_setup_writer(sq_store *s, idp_error *err)
 {
-    int rc = sqlite3_open_v2(s->path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                             SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        if (s->db == NULL)
-            return idp_plugin_error(err, IDP_ENOMEM, "out of memory opening "
-                                    "'%s'", s->path);
-        return sq_error(s, rc, "open", err);
-    }
-    sqlite3_extended_result_codes(s->db, 1);
-    s->rng = sq_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)s;
-    if (s->rng == 0)
-        s->rng = 1;
-    sqlite3_busy_handler(s->db, sq_busy, s);
     sq_open_flags(s);
 
     uint64_t deadline = sq_now_ns() +
@@ -285,7 +284,93 @@ static int sq_setup(sq_store *s, idp_error *err)
         (code = sq_setup_step(s, sq_sql_stats, deadline, NULL, 0, err))
             != IDP_OK)
         return code;
+    return IDP_OK;
+}
 
+/*
+ * The file as a "file:" URI with `query` (percent-encoding every byte
+ * outside [A-Za-z0-9/._~-], so '?', '#' and '%' in a name stay in the
+ * name), malloc'ed, or NULL when out of memory.
+ */
+static char *sq_file_uri(const char *path, const char *query)
+{
+    size_t n = strlen(path);
+    char *uri = malloc(sizeof "file:" + 3 * n + strlen(query) + 1);
+    if (uri == NULL)
+        return NULL;
+    char *o = uri + sprintf(uri, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+            (*p >= '0' && *p <= '9') || strchr("/._~-", *p) != NULL)
+            *o++ = (char)*p;
+        else
+            o += sprintf(o, "%%%02X", *p);
+    }
+    sprintf(o, "?%s", query);
+    return uri;
+}
+
+/*
+ * Opens the file read-only, for a user who may read it but not write its
+ * directory (or the file). A WAL file opens read-only only while its -shm
+ * and -wal files exist (a writer has it open) or can be created; when
+ * there is no -wal file, no connection has changes outside the main file,
+ * and it is opened as immutable: read without locks, as it is now.
+ */
+static int sq_open_readonly(sq_store *s)
+{
+    int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READONLY |
+                             SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        /* the first read of the schema is where a WAL file fails */
+        rc = sqlite3_exec(s->db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL,
+                          NULL, NULL);
+    }
+    size_t n = strlen(s->path) + sizeof "-wal";
+    char *wal = malloc(n);
+    if (wal == NULL)
+        return SQLITE_NOMEM;
+    snprintf(wal, n, "%s-wal", s->path);
+    int no_wal = access(wal, F_OK) != 0 && errno == ENOENT;
+    free(wal);
+    if (rc == SQLITE_OK || s->db == NULL || !no_wal)
+        return rc;
+    sqlite3_close_v2(s->db);
+    s->db = NULL;
+    char *uri = sq_file_uri(s->path, "immutable=1");
+    if (uri == NULL)
+        return SQLITE_NOMEM;
+    rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+                         SQLITE_OPEN_NOMUTEX, NULL);
+    free(uri);
+    return rc;
+}
+
+/* Opens the file, sets WAL, synchronous and the busy timeout, creates the
+ * tables and prepares every statement; read-only, only prepares them. */
+static int sq_setup(sq_store *s, idp_error *err)
+{
+    int rc;
+    if (s->readonly[0] != '\0') {
+        rc = sq_open_readonly(s);
+    } else {
+        rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE |
+                             SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        if (s->db == NULL || rc == SQLITE_NOMEM)
+            return idp_plugin_error(err, IDP_ENOMEM, "out of memory opening "
+                                    "'%s'", s->path);
+        return sq_error(s, rc, "open", err);
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    s->rng = sq_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)s;
+    if (s->rng == 0)
+        s->rng = 1;
+    sqlite3_busy_handler(s->db, sq_busy, s);
+    int code = IDP_OK;
+    if (s->readonly[0] == '\0' && (code = sq_setup_writer(s, err)) != IDP_OK)
+        return code;
     if ((code = sq_prepare(s, "BEGIN IMMEDIATE", &s->begin, err)) != IDP_OK ||
         (code = sq_prepare(s, "COMMIT", &s->commit, err)) != IDP_OK ||
         (code = sq_prepare(s, "ROLLBACK", &s->rollback, err)) != IDP_OK ||
@@ -314,7 +399,7 @@ int sq_open(const idp_host *host, void **store, idp_error *err)
     s->delay_ms = (unsigned)host->param_int(host, "delay_ms");
     int code = sq_file_path(host->uri, &s->path, err);
     if (code == IDP_OK)
-        code = sq_check_dir(s->path, err);
+        code = sq_check_dir(s, err);
     if (code == IDP_OK)
         code = sq_setup(s, err);
     if (code != IDP_OK) {

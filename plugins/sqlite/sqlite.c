@@ -246,9 +246,15 @@ int sq_busy(void *ud, int count)
 
 /* ---- Transactions ------------------------------------------------------ */
 
-/* Takes the write lock, waiting at most timeout_ms. */
+/* Takes the write lock, waiting at most timeout_ms; a store opened
+ * read-only (open.c) refuses, naming why. */
 static int sq_begin(sq_store *s, idp_error *err)
 {
+    if (s->readonly[0] != '\0')
+        return idp_plugin_error(err, IDP_ESTORE, "cannot write '%s': it is "
+                                "open read-only (%s); get and list work, "
+                                "handing out IDs needs write access", s->path,
+                                s->readonly);
     sq_yield(s);
     s->in_begin = 1;
     int rc = sq_run(s->begin);

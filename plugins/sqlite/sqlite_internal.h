@@ -8,6 +8,7 @@
 #ifndef IDPRIME_SQLITE_INTERNAL_H
 #define IDPRIME_SQLITE_INTERNAL_H
 
+#include <limits.h>
 #include <stdint.h>
 
 #include <sqlite3.h>
@@ -31,6 +32,8 @@ typedef struct sq_store {
     sqlite3_stmt *get;
     sqlite3_stmt *list;
     sqlite3_stmt *count;     /* idprime_stats.increments */
+    char readonly[PATH_MAX + 64]; /* "" or what cannot be written, and why:
+                              * the file is open read-only (open.c) */
     int waitfd;              /* <file>-idprime, or -1: no waiter flags */
     unsigned delay_ms;       /* simulated round trip (delay_ms=) */
     int in_begin;            /* the busy handler is waiting for BEGIN */

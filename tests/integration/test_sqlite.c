@@ -522,6 +522,115 @@ START_TEST(test_unusable_directory_is_named)
 }
 END_TEST
 
+/*
+ * What a user who may read the file but not write its directory sees
+ * (checked in a child that becomes nobody when run as root): get and list
+ * answer with the store's value, next fails naming the read-only
+ * directory and changes nothing. Returns 0, or 1 after printing why.
+ */
+static int read_only_user_reads(const char *uri, const char *dir,
+                                uint64_t want)
+{
+    idp_error err;
+    idp_client *c = open_or_fail(uri, &err);
+    if (c == NULL) {
+        fprintf(stderr, "read-only open: %s\n", err.msg);
+        return 1;
+    }
+    uint64_t v = 0, after = 0;
+    int exists = 0, ok = 1;
+    if (idp_get(c, "inode", &v, &exists, &err) != IDP_OK || !exists ||
+        v != want) {
+        fprintf(stderr, "read-only get: %llu (exists %d, want %llu): %s\n",
+                (unsigned long long)v, exists, (unsigned long long)want,
+                err.msg);
+        ok = 0;
+    }
+    idp_counter *ctr = idp_counter_get(c, "inode", &err);
+    uint64_t id = 0;
+    if (ctr == NULL || idp_next(ctr, &id, &err) == IDP_OK ||
+        strstr(err.msg, "read-only") == NULL || strstr(err.msg, dir) == NULL ||
+        strstr(err.msg, strerror(EACCES)) == NULL) {
+        fprintf(stderr, "read-only next: id %llu: %s\n",
+                (unsigned long long)id, err.msg);
+        ok = 0;
+    }
+    if (idp_get(c, "inode", &after, &exists, &err) != IDP_OK ||
+        after != want) {
+        fprintf(stderr, "read-only get after next: %llu: %s\n",
+                (unsigned long long)after, err.msg);
+        ok = 0;
+    }
+    idp_close(c);
+    return ok ? 0 : 1;
+}
+
+/* Runs read_only_user_reads as nobody (root writes anywhere) or, not
+ * root, as this user, and asserts it passed. */
+static void assert_read_only_user_reads(const char *uri, const char *dir,
+                                        uint64_t want)
+{
+    if (geteuid() != 0) {
+        ck_assert_int_eq(read_only_user_reads(uri, dir, want), 0);
+        return;
+    }
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(3);
+        _exit(read_only_user_reads(uri, dir, want));
+    }
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "the child as nobody: status %d", st);
+}
+
+START_TEST(test_read_only_directory_still_answers_get)
+{
+    const char *dir = tmpdir();
+    ck_assert_int_eq(chmod(dir, 0755), 0);
+    char ro[PATH_MAX + 32], uri[PATH_MAX + 64], wal[PATH_MAX + 64];
+    snprintf(ro, sizeof ro, "%s/ro", dir);
+    ck_assert_int_eq(mkdir(ro, 0755), 0);
+    snprintf(uri, sizeof uri, "sqlite://%s/x.db", ro);
+    snprintf(wal, sizeof wal, "%s/x.db-wal", ro);
+
+    /* 3 IDs handed out; the clean close gave back the rest of the batch */
+    idp_client *c = tu_open(uri, NULL);
+    idp_counter *ctr = tu_counter(c, "inode");
+    for (uint64_t i = 1; i <= 3; i++)
+        ck_assert_uint_eq(tu_next(ctr), i);
+    idp_close(c);
+    ck_assert_uint_eq(file_counter(db_path(ro, "x.db"), "inode", NULL, 0), 3);
+    ck_assert_int_eq(chmod(db_path(ro, "x.db"), 0644), 0);
+    ck_assert_int_eq(chmod(ro, 0555), 0);
+
+    /* no writer: no -wal file, the file is read as it is */
+    ck_assert_int_ne(access(wal, F_OK), 0);
+    assert_read_only_user_reads(uri, ro, 3);
+
+    /* a writer (root, or the owner) has it open: -wal and -shm exist */
+    c = tu_open(uri, NULL);
+    ctr = tu_counter(c, "inode");
+    ck_assert_uint_eq(tu_next(ctr), 4);
+    uint64_t held = file_counter(db_path(ro, "x.db"), "inode", NULL, 0);
+    ck_assert_uint_gt(held, 4);
+    ck_assert_int_eq(access(wal, F_OK), 0);
+    char shm[PATH_MAX + 64];
+    snprintf(shm, sizeof shm, "%s/x.db-shm", ro);
+    ck_assert_int_eq(chmod(wal, 0644), 0);
+    ck_assert_int_eq(chmod(shm, 0644), 0);
+    assert_read_only_user_reads(uri, ro, held);
+    ck_assert_uint_eq(tu_next(ctr), 5);
+    idp_close(c);
+
+    ck_assert_int_eq(chmod(ro, 0755), 0);
+    rm_tmpdir(dir);
+}
+END_TEST
+
 START_TEST(test_bad_synchronous_value_is_named)
 {
     const char *dir = tmpdir();
@@ -688,7 +797,9 @@ int main(void)
         test_reaching_2_63_is_an_error_and_stays_integer, test_text_value_is_named_not_2_63, NULL};
     const TTest *uris[] = {
         test_missing_directory_is_named_not_created,
-        test_unusable_directory_is_named, test_bad_synchronous_value_is_named,
+        test_unusable_directory_is_named,
+        test_read_only_directory_still_answers_get,
+        test_bad_synchronous_value_is_named,
         test_port_password_and_hosts_are_refused,
         test_relative_path_is_relative_to_the_current_directory, NULL};
     const TTest *operations[] = {
