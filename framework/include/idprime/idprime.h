@@ -170,6 +170,20 @@ void idp_close(idp_client *c);
 idp_counter *idp_counter_get(idp_client *c, const char *name, idp_error *err);
 
 /*
+ * The per-ID calls are marked so that, where the compiler can (GCC's
+ * noplt), a program calls them through the GOT directly instead of the
+ * PLT: one jump less per ID. It changes the call's code, not the ABI.
+ */
+#if defined(__has_attribute)
+#if __has_attribute(noplt)
+#define IDP_HOT_CALL __attribute__((noplt))
+#endif
+#endif
+#ifndef IDP_HOT_CALL
+#define IDP_HOT_CALL
+#endif
+
+/*
  * One ID: never handed out by anyone else, greater than every ID this
  * thread had from this counter before. A warm thread is served from a run
  * of IDs it took from the counter's pool (up to 256, at most a sixteenth of
@@ -177,14 +191,15 @@ idp_counter *idp_counter_get(idp_client *c, const char *name, idp_error *err);
  * timeout_ms. On error *id is left unchanged. Hot: neither `ctr` nor `id`
  * is checked.
  */
-int idp_next(idp_counter *ctr, uint64_t *id, idp_error *err);
+int idp_next(idp_counter *ctr, uint64_t *id, idp_error *err) IDP_HOT_CALL;
 
 /*
  * INCRBY through the engine: allocates `n` (>= 1) consecutive IDs and stores
  * the last one in *last; the caller owns *last - n + 1 .. *last. Hot, as
  * idp_next: neither `ctr` nor `last` is checked.
  */
-int idp_incr(idp_counter *ctr, uint64_t n, uint64_t *last, idp_error *err);
+int idp_incr(idp_counter *ctr, uint64_t n, uint64_t *last,
+             idp_error *err) IDP_HOT_CALL;
 
 /*
  * The store's current value of the counter called `name` (the last ID
