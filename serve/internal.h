@@ -65,8 +65,11 @@ typedef struct serve_opts {
     unsigned workers;            /* 0: engine calls inline (tests, fuzz) */
     int verbose;
     const char *upstream;        /* --upstream redis://HOST:PORT, or NULL */
-    const char **counters;       /* --counter KEY: intercepted (proxy) */
+    const char **counters;       /* --counter KEYs and the config's:
+                                    intercepted (proxy), once each */
     size_t ncounter_keys;
+    struct idp_config *config;   /* --config FILE.lua, or NULL: freed after
+                                    the client, whose policy it may be */
 } serve_opts;
 
 /* The commands counted in the metrics (the dispatch table's order). */

@@ -26,6 +26,7 @@
 
 #include <event2/thread.h>
 
+#include "idprime/config.h"
 #include "internal.h"
 
 #define CMD "idprime serve"
@@ -41,13 +42,15 @@ static const char usage[] =
     "and GET are answered by the idprime engine from STORE_URI (any store:\n"
     "sqlite:///var/lib/ids.db, postgresql://..., redis://..., mem://), so\n"
     "an unmodified Redis client gets batched IDs. Keys are counter names.\n"
-    "Without STORE_URI, $IDPRIME_URI is used.\n"
+    "Without STORE_URI, the --config script's uri is used, else\n"
+    "$IDPRIME_URI.\n"
     "\n"
     "With --upstream it is a passthrough proxy in front of a real Redis:\n"
     "every command goes to the upstream on a connection of its own per\n"
-    "client, in order, except INCR and INCRBY of the --counter keys outside\n"
-    "MULTI/EXEC, which the engine answers; the store is then the upstream\n"
-    "itself unless STORE_URI says otherwise.\n"
+    "client, in order, except INCR and INCRBY of the --counter keys (and\n"
+    "of the counters the --config script names) outside MULTI/EXEC, which\n"
+    "the engine answers; the store is then the upstream itself unless\n"
+    "STORE_URI says otherwise.\n"
     "\n"
     "  --listen ADDR:PORT          where clients connect (default "
     DEFAULT_LISTEN ";\n"
@@ -60,6 +63,10 @@ static const char usage[] =
     "  --upstream URI              proxy to this Redis: redis://HOST:PORT\n"
     "  --counter KEY               (with --upstream) a key whose INCR and\n"
     "                              INCRBY the engine answers; repeatable\n"
+    "  --config FILE.lua           a config script: the store URI, settings\n"
+    "                              and batch policy; with --upstream the\n"
+    "                              names in its counters table are counter\n"
+    "                              keys too\n"
     "  --max-clients N             connections at once (default 10000)\n"
     "  --max-request-bytes N       largest request (default 65536)\n"
     "  --request-timeout-ms N      a begun request must be finished within\n"
@@ -137,10 +144,52 @@ static char *read_password(const char *path)
     return strdup(buf);
 }
 
-/* Parses the command line into o. Returns -1 to go on, else the exit
- * code (0 after --help). */
-static int parse_args(int argc, char **argv, serve_opts *o)
+/* Adds `key` to the intercepted keys unless it is there. Returns 0, or
+ * -1 when out of memory. */
+static int add_counter_key(serve_opts *o, const char *key)
 {
+    for (size_t i = 0; i < o->ncounter_keys; i++)
+        if (strcmp(o->counters[i], key) == 0)
+            return 0;
+    const char **keys = realloc(o->counters, (o->ncounter_keys + 1) *
+                                                 sizeof *keys);
+    if (keys == NULL)
+        return -1;
+    keys[o->ncounter_keys++] = key;
+    o->counters = keys;
+    return 0;
+}
+
+/*
+ * Loads --config FILE once: its settings and policy go to the store's
+ * client (open_store), its uri after the command line's, and with
+ * --upstream its counters are intercepted keys. Returns -1 to go on, else
+ * the exit code.
+ */
+static int load_config(srv *s, const char *path)
+{
+    serve_opts *o = &s->o;
+    idp_config_opts co = {.size = sizeof co, .log = log_cb, .log_ud = s};
+    idp_error err;
+    if ((o->config = idp_config_load(path, &co, &err)) == NULL) {
+        fprintf(stderr, CMD ": %s\n", err.msg); /* FILE:LINE: why */
+        return err.code == IDP_ENOMEM ? EXIT_WORK : EXIT_USAGE;
+    }
+    if (o->upstream == NULL)
+        return -1; /* not a proxy: the counters are only settings */
+    for (const char *const *k = idp_config_counters(o->config); *k; k++)
+        if (add_counter_key(o, *k) != 0) {
+            fprintf(stderr, CMD ": out of memory\n");
+            return EXIT_WORK;
+        }
+    return -1;
+}
+
+/* Parses the command line into s->o. Returns -1 to go on, else the exit
+ * code (0 after --help). */
+static int parse_args(int argc, char **argv, srv *s)
+{
+    serve_opts *o = &s->o;
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"metrics-listen", required_argument, NULL, 'm'},
@@ -154,11 +203,12 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         {"workers", required_argument, NULL, 'w'},
         {"upstream", required_argument, NULL, 'u'},
         {"counter", required_argument, NULL, 'K'},
+        {"config", required_argument, NULL, 'C'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *pass_file = NULL;
+    const char *pass_file = NULL, *config = NULL;
     unsigned long long v;
     int opt;
     optind = 1;
@@ -182,16 +232,13 @@ static int parse_args(int argc, char **argv, serve_opts *o)
                         "to 200 bytes of A-Z a-z 0-9 _ . : -\n", optarg);
                 return EXIT_USAGE;
             }
-            const char **keys = realloc(o->counters, (o->ncounter_keys + 1) *
-                                                         sizeof *keys);
-            if (keys == NULL) {
+            if (add_counter_key(o, optarg) != 0) {
                 fprintf(stderr, CMD ": out of memory\n");
                 return EXIT_WORK;
             }
-            keys[o->ncounter_keys++] = optarg;
-            o->counters = keys;
             break;
         }
+        case 'C': config = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         case 'c': case 'b': case 'r': case 'i': case 'k': case 'w': {
             static const struct { int opt; unsigned long long min, max; }
@@ -221,10 +268,15 @@ static int parse_args(int argc, char **argv, serve_opts *o)
                 "every INCR is the engine's)\n");
         return EXIT_USAGE;
     }
+    int code;
+    if (config != NULL && (code = load_config(s, config)) >= 0)
+        return code;
     if (optind < argc)
         o->uri = argv[optind++];
     else if (o->upstream != NULL)
         o->uri = o->upstream; /* the counters live in the upstream itself */
+    else if (idp_config_uri(o->config) != NULL)
+        o->uri = idp_config_uri(o->config);
     else if (getenv("IDPRIME_URI") != NULL && *getenv("IDPRIME_URI"))
         o->uri = getenv("IDPRIME_URI");
     if (optind < argc || o->uri == NULL) {
@@ -491,6 +543,7 @@ static void srv_release(srv *s)
     ctrs_free(s);
     if (s->client != NULL)
         idp_close(s->client);
+    idp_config_free(s->o.config); /* after the client: its policy */
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->o.password);
@@ -501,6 +554,7 @@ static void srv_release(srv *s)
 static int open_store(srv *s)
 {
     idp_options opt = {.size = sizeof opt, .log = log_cb, .log_ud = s};
+    idp_config_apply(s->o.config, &opt); /* NULL: nothing */
     idp_error err;
     s->client = idp_open(s->o.uri, &opt, &err);
     if (s->client != NULL)
@@ -623,7 +677,7 @@ int serve_main(int argc, char **argv)
         return EXIT_WORK;
     }
     srv_init(s);
-    int code = parse_args(argc, argv, &s->o);
+    int code = parse_args(argc, argv, s);
     if (code < 0) {
         /* the workers hand replies to the loop: libevent must lock */
         if (evthread_use_pthreads() != 0) {

@@ -274,6 +274,29 @@ static void add_param(lua_State *L, idp_config *cfg, const char *key,
     cfg->params[cfg->nparams] = NULL;
 }
 
+/* Records a name of the counters table (idp_config_counters). */
+static void add_counter(lua_State *L, idp_config *cfg, const char *name)
+{
+    char *copy = strdup(name);
+    if (copy != NULL && cfg->ncounters + 1 >= cfg->ccap) {
+        size_t cap = cfg->ccap * 2;
+        char **grown = realloc(cfg->counters, cap * sizeof *grown);
+        if (grown == NULL) {
+            free(copy);
+            copy = NULL;
+        } else {
+            cfg->counters = grown;
+            cfg->ccap = cap;
+        }
+    }
+    if (copy == NULL) {
+        cfg->oom = 1;
+        luaL_error(L, "%s: out of memory", cfg->path);
+    }
+    cfg->counters[cfg->ncounters++] = copy;
+    cfg->counters[cfg->ncounters] = NULL;
+}
+
 /* defaults = { key = value, ... }: any engine or plugin key. */
 static void read_defaults(lua_State *L, const loader *ld)
 {
@@ -312,6 +335,7 @@ static void read_counters(lua_State *L, const loader *ld)
             field_error(L, ld, keys, 2, "expected a table of settings "
                         "({batch = 512, ...}), got a %s",
                         luaL_typename(L, -1));
+        add_counter(L, ld->cfg, keys[1]);
         int c = lua_gettop(L);
         for (lua_pushnil(L); lua_next(L, c); lua_pop(L, 1)) {
             char key[MAX_NAME + 64];
@@ -330,6 +354,11 @@ static void read_counters(lua_State *L, const loader *ld)
             add_param(L, ld->cfg, key, value);
         }
     }
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static int cmp_params(const void *a, const void *b)
@@ -400,6 +429,7 @@ static int load_main(lua_State *L)
         }
     }
     qsort(cfg->params, cfg->nparams, sizeof *cfg->params, cmp_params);
+    qsort(cfg->counters, cfg->ncounters, sizeof *cfg->counters, cmp_names);
     for (size_t i = 1; i < cfg->nparams; i++)
         if (cmp_params(&cfg->params[i - 1], &cfg->params[i]) == 0)
             luaL_error(L, "%s:%d: '%s' is set twice (in defaults and in "
@@ -458,12 +488,14 @@ API idp_config *idp_config_load(const char *path, const idp_config_opts *o,
                                             : IDP_CONFIG_INSTRUCTIONS;
     idp_config *cfg = calloc(1, sizeof *cfg);
     if (cfg == NULL || (cfg->path = strdup(path)) == NULL ||
-        (cfg->params = calloc(8, sizeof *cfg->params)) == NULL) {
+        (cfg->params = calloc(8, sizeof *cfg->params)) == NULL ||
+        (cfg->counters = calloc(8, sizeof *cfg->counters)) == NULL) {
         idp_config_free(cfg);
         seterr(err, IDP_ENOMEM, "%s: out of memory", path);
         return NULL;
     }
     cfg->cap = 8;
+    cfg->ccap = 8;
     cfg->policy_ref = LUA_NOREF;
     cfg->policy_instructions = d.policy_instructions
                                    ? d.policy_instructions
@@ -524,6 +556,11 @@ API const char *const *idp_config_params(const idp_config *cfg)
     return cfg != NULL ? (const char *const *)cfg->params : NULL;
 }
 
+API const char *const *idp_config_counters(const idp_config *cfg)
+{
+    return cfg != NULL ? (const char *const *)cfg->counters : NULL;
+}
+
 API void idp_config_apply(const idp_config *cfg, idp_options *opt)
 {
     if (cfg == NULL || opt == NULL)
@@ -547,6 +584,9 @@ API void idp_config_free(idp_config *cfg)
     for (size_t i = 0; i < cfg->nparams; i++)
         free(cfg->params[i]);
     free(cfg->params);
+    for (size_t i = 0; i < cfg->ncounters; i++)
+        free(cfg->counters[i]);
+    free(cfg->counters);
     free(cfg->uri);
     free(cfg->src);
     free(cfg->path);

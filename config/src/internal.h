@@ -22,6 +22,8 @@ struct idp_config {
     char **params;            /* NULL-terminated, sorted "key=value" */
     size_t nparams, cap;
     int oom;                  /* a C allocation failed while loading */
+    char **counters;          /* NULL-terminated, sorted: counters' names */
+    size_t ncounters, ccap;
 
     /* Kept only when the script returned a policy. */
     sandbox sb;

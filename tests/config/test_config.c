@@ -175,6 +175,33 @@ START_TEST(test_uri_parameters_override_the_config)
 }
 END_TEST
 
+START_TEST(test_counters_lists_the_counters_table_sorted)
+{
+    idp_config *cfg = load_ok(script("counters.lua",
+        "return { defaults = { batch = 100 },\n"
+        "         counters = { inode = { batch = 8 },\n"
+        "                      ['chunk.id'] = { low_watermark = 10 } } }\n"));
+    const char *const *names = idp_config_counters(cfg);
+    ck_assert_ptr_nonnull(names);
+    ck_assert_str_eq(names[0], "chunk.id");
+    ck_assert_str_eq(names[1], "inode");
+    ck_assert_ptr_null(names[2]);
+    idp_config_free(cfg);
+    /* no counters table, or an empty one: an empty list, not NULL */
+    static const char *const none[] = {
+        "return { defaults = { batch = 100 } }\n",
+        "return { counters = {} }\n"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        cfg = load_ok(script("nocounters.lua", none[i]));
+        names = idp_config_counters(cfg);
+        ck_assert_ptr_nonnull(names);
+        ck_assert_ptr_null(names[0]);
+        idp_config_free(cfg);
+    }
+    ck_assert_ptr_null(idp_config_counters(NULL));
+}
+END_TEST
+
 START_TEST(test_syntax_error_names_file_line)
 {
     refused("syntax.lua", "return {\n  uri = 'mem://'\n  defaults = {},\n}\n",
@@ -806,6 +833,7 @@ int main(void)
         test_good_config_gives_uri_params_and_policy,
         test_config_settings_reach_the_engine,
         test_uri_parameters_override_the_config,
+        test_counters_lists_the_counters_table_sorted,
         test_syntax_error_names_file_line,
         test_runtime_error_names_file_line,
         test_endless_loop_is_stopped, test_long_calls_into_c_are_stopped,

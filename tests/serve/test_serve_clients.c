@@ -599,6 +599,138 @@ START_TEST(proxy_bad_options_refused)
 }
 END_TEST
 
+/* Writes `text` to DIR/name of the server's folder; returns the path
+ * (static buffer). */
+static const char *write_in(sp_server *s, const char *name, const char *text)
+{
+    static char path[PATH_MAX + 32];
+    sp_prepare_dir(s);
+    snprintf(path, sizeof path, "%s/%s", s->dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+    ck_assert(fputs(text, f) >= 0);
+    ck_assert_int_eq(fclose(f), 0);
+    return path;
+}
+
+/* Redis's own value of `key` (a direct connection), or -1 when unset. */
+static long long redis_value(int port, const char *key)
+{
+    redisContext *d = rconnect(port);
+    redisReply *r = rcmd(d, "GET %s", key);
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
+                                                : -1;
+    freeReplyObject(r);
+    redisFree(d);
+    return v;
+}
+
+/*
+ * --config's counters table gives the proxy counter keys beside
+ * --counter (the two merged, once each): the engine answers their INCR,
+ * taking a whole batch from Redis (the config's batch), while INCR of
+ * any other key is Redis's own.
+ */
+START_TEST(proxy_config_counters_answered_by_engine)
+{
+    proxy p = {0};
+    ck_assert(server_start(&p.rs, "redis", "--save '' --appendonly no") == 0);
+    snprintf(p.upstream, sizeof p.upstream, "redis://127.0.0.1:%d",
+             p.rs.port);
+    const char *cfg = write_in(&p.sv, "proxy.lua",
+        "return { counters = { inode = { batch = 1000 },\n"
+        "                      oid = { batch = 10 } } }\n");
+    sp_start_ok(&p.sv, (const char *[]){"--upstream", p.upstream,
+                                        "--counter", "oid", "--config", cfg,
+                                        NULL});
+    ck_assert_msg(strstr(sp_logtext(&p.sv), "2 counter keys answered by "
+                         "the engine") != NULL, "%s", sp_logtext(&p.sv));
+    redisContext *c = rconnect(p.sv.port);
+    idset ids;
+    ids_init(&ids);
+    /* the engine's: one fetch of a batch, then IDs from it */
+    ck_assert_int_eq(rint_(c, "INCR inode"), 1);
+    ids_add(&ids, "inode", 1);
+    ck_assert_int_eq(redis_value(p.rs.port, "inode"), 1000);
+    for (int i = 0; i < 5; i++)
+        ids_add(&ids, "inode", (uint64_t)rint_(c, "INCR inode"));
+    ids_add_run(&ids, "inode", (uint64_t)rint_(c, "INCRBY inode 3"), 3);
+    ck_assert_int_eq(redis_value(p.rs.port, "inode"), 1000);
+    ck_assert_int_eq(rint_(c, "INCR oid"), 1);
+    ids_add(&ids, "oid", 1);
+    ck_assert_int_eq(redis_value(p.rs.port, "oid"), 10);
+    /* forwarded: Redis counts it itself */
+    ck_assert_int_eq(rint_(c, "INCR other"), 1);
+    ck_assert_int_eq(redis_value(p.rs.port, "other"), 1);
+    ck_assert_int_eq(rint_(c, "INCR other"), 2);
+    ck_assert_int_eq(redis_value(p.rs.port, "other"), 2);
+    ck_assert_uint_eq(ids_check(&ids), 10);
+    redisFree(c);
+    proxy_stop(&p);
+}
+END_TEST
+
+/* A config script that fails to load is a usage error naming FILE:LINE,
+ * as a proxy and as a server; one that cannot be read names the file. */
+START_TEST(bad_config_script_refused)
+{
+    static const struct {
+        const char *text; /* NULL: the file is not there */
+        int proxy;
+        const char *msg;
+    } cases[] = {
+        {"return {\n  counters = { inode = { bogus = 1 } },\n}\n", 1,
+         "/bad.lua:2: counters.inode.bogus: not a per-counter setting"},
+        {"return {\n  counters = { inode = { bogus = 1 } },\n}\n", 0,
+         "/bad.lua:2: counters.inode.bogus: not a per-counter setting"},
+        {"return {\n  uri = 'mem://'\n  defaults = {},\n}\n", 1,
+         "/bad.lua:3:"},
+        {NULL, 0, "/bad.lua: cannot read the config script"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sp_server s = {0};
+        char path[PATH_MAX + 16];
+        sp_prepare_dir(&s);
+        snprintf(path, sizeof path, "%s/bad.lua", s.dir);
+        if (cases[i].text != NULL)
+            write_in(&s, "bad.lua", cases[i].text);
+        const char *proxy_args[] = {"--upstream", "redis://127.0.0.1:1",
+                                    "--config", path, NULL};
+        const char *serve_args[] = {"--config", path, "mem://", NULL};
+        int rc = sp_start(&s, cases[i].proxy ? proxy_args : serve_args);
+        ck_assert_msg(rc == 2 && strstr(sp_logtext(&s), cases[i].msg),
+                      "case %zu: exit %d, want 2 and '%s':\n%s", i, rc,
+                      cases[i].msg, sp_logtext(&s));
+        sp_done(&s);
+    }
+}
+END_TEST
+
+/* Without --upstream the config's uri is the store when no URI is given,
+ * before $IDPRIME_URI; its counters are settings only (no error). */
+START_TEST(config_uri_before_idprime_uri)
+{
+    sp_server s = {0};
+    sp_prepare_dir(&s);
+    char db[PATH_MAX + 16], text[PATH_MAX + 128];
+    snprintf(db, sizeof db, "%s/cfg.db", s.dir);
+    snprintf(text, sizeof text, "return { uri = 'sqlite://%s',\n"
+             "         counters = { inode = { batch = 100 } } }\n", db);
+    const char *cfg = write_in(&s, "store.lua", text);
+    setenv("IDPRIME_URI", "mem://not-this-one", 1); /* the forked child's */
+    sp_start_ok(&s, (const char *[]){"--config", cfg, NULL});
+    redisContext *c = rconnect(s.port);
+    ck_assert_int_eq(rint_(c, "INCR inode"), 1);
+    redisReply *r = rcmd(c, "GET inode"); /* the store's value: a batch */
+    ck_assert_msg(r->type == REDIS_REPLY_STRING && strcmp(r->str, "100") == 0,
+                  "GET inode: %d %s", r->type, r->str ? r->str : "");
+    freeReplyObject(r);
+    redisFree(c);
+    ck_assert_msg(access(db, F_OK) == 0, "%s was not made", db);
+    stop_clean(&s);
+}
+END_TEST
+
 /* ---- Prometheus ------------------------------------------------------- */
 
 /* The value of the first sample of a Prometheus query, or -1 when it has
@@ -811,7 +943,9 @@ int main(void)
         proxy_mixed_pipelines_replies_in_order,
         proxy_multi_exec_pubsub_and_blocking_pass_through,
         proxy_upstream_down_errors_then_reconnects,
-        proxy_bad_options_refused, NULL};
+        proxy_bad_options_refused,
+        proxy_config_counters_answered_by_engine, bad_config_script_refused,
+        config_uri_before_idprime_uri, NULL};
     const TTest *life[] = {
         prometheus_scrapes_ids_served,
         sigterm_store_never_below_served_metrics_written, NULL};

@@ -83,6 +83,12 @@ const char *idp_config_uri(const idp_config *cfg);
  * ("batch=512", "inode_batch=256", ...). Owned by the config. */
 const char *const *idp_config_params(const idp_config *cfg);
 
+/* The names in the script's `counters` table as NULL-terminated strings,
+ * sorted ({"chunk", "inode", NULL}); an empty list when it has none (a
+ * proxy's intercepted keys, `idprime serve --upstream`). Owned by the
+ * config. */
+const char *const *idp_config_counters(const idp_config *cfg);
+
 /*
  * Points opt->params at the config's settings and opt->policy/policy_ud at
  * its policy (NULL when the script has none). The policy may be called from
