@@ -5,20 +5,26 @@
  * Each counter holds a range of IDs taken from the engine in one go (an
  * idp_cache fill, made on a worker thread): a warm INCR is answered
  * inline on the event loop from that range, with no lock and no thread
- * hop. When the range is empty, the connections that want an ID queue on
- * the counter (in arrival order) and one worker refills it; the store's
- * round trip, if the engine's pool is empty too, stalls nobody else. A
- * cache fill comes straight from the engine's pool, which only moves up,
- * so every INCR reply of a counter is above the one before, across all
- * connections, as with Redis.
+ * hop. When half of the range is used, a worker fetches the next one
+ * ahead (the spare), as the engine fetches its batches ahead; a
+ * connection waits only when both ran dry, queued on the counter in
+ * arrival order. The fill starts at a sixteenth of the engine's batch,
+ * as the engine's own per-thread runs, and doubles each time connections
+ * had to wait for one, up to the batch: the demand, not a constant, sets
+ * how many thread hops an INCR costs. The store's round trip, if the
+ * engine's pool is empty too, stalls nobody else. A cache fill comes
+ * straight from the engine's pool, which only moves up, and the spare is
+ * fetched after the range it follows, so every INCR reply of a counter is
+ * above the one before, across all connections, as with Redis.
  *
  * An INCRBY that the range cannot hold, and every GET, is a job of its
  * own on a worker (idp_incr, idp_get): its connection waits, the others
  * go on. An INCRBY's IDs are unique and consecutive, but may lie below an
  * earlier INCR reply (a worker's own run of the pool).
  *
- * A range not handed out when the server stops is a gap, as the engine's
- * per-thread runs are: never handed out again.
+ * A range and a spare not handed out when the server stops are a gap
+ * (at most two fills, each at most a batch), as the engine's per-thread
+ * runs are: never handed out again.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,15 +138,18 @@ static void job_run(srv *s, job *j)
 {
     switch (j->kind) {
     case JOB_REFILL: {
-        /* A fill of a sixteenth of the batch, as the engine's own
-         * per-thread runs: the pool keeps most of a batch for the
-         * background fetch to follow. */
+        /* j->n: the fill the loop asked for, up to the engine's batch
+         * (measured here, where a stats call may take the counter's
+         * lock) */
         idp_counter_stats st = {.size = sizeof st};
-        uint64_t fill = 16;
-        if (idp_counter_stats_get(j->ce->ctr, &st) == IDP_OK)
-            fill = st.batch / 16;
+        j->batch = idp_counter_stats_get(j->ce->ctr, &st) == IDP_OK
+                       ? st.batch : 256;
+        uint64_t fill = j->n != 0 ? j->n : j->batch / 16;
+        if (fill > j->batch / 4)
+            fill = j->batch / 4;
         fill = fill < 1 ? 1 : fill > IDP_CACHE_MAX_FILL ? IDP_CACHE_MAX_FILL
                                                          : fill;
+        j->n = fill; /* what was asked, for the next one's size */
         idp_cache k;
         uint64_t id = 0;
         j->rc = idp_cache_init(&k, sizeof k, j->ce->ctr, fill, &j->err);
@@ -226,19 +235,31 @@ static int start_refill(srv *s, cent *ce)
         return -1;
     j->kind = JOB_REFILL;
     j->ce = ce;
+    j->n = ce->fill;
     ce->refilling = 1;
     return submit(s, j);
 }
 
 /* ---- INCR, INCRBY, GET ------------------------------------------------ */
 
-/* Hands the next n IDs of the range to c. Hot: the warm INCR. */
+/* Hands the next n IDs of the range to c, the spare taking over when the
+ * range is used up; once half the range is gone, fetches the next spare
+ * ahead. Hot: the warm INCR. */
 static void serve_range(conn *c, cent *ce, uint64_t n)
 {
     uint64_t last = ce->next + n - 1;
     ce->next += n;
     resp_uint(c, last);
     atomic_fetch_add_explicit(&c->s->st.ids_replied, n, memory_order_relaxed);
+    if (ce->next == ce->end && ce->spare_lo != ce->spare_hi) {
+        ce->next = ce->spare_lo;
+        ce->end = ce->spare_hi;
+        ce->spare_lo = ce->spare_hi = 0;
+    }
+    if (!ce->refilling && ce->spare_lo == ce->spare_hi &&
+        ce->end - ce->next <= ce->fill / 2)
+        (void)start_refill(c->s, ce); /* out of memory: the next INCR
+                                         that finds it empty says so */
 }
 
 int ctrs_incr(conn *c, const char *name, size_t len, uint64_t n)
@@ -254,7 +275,7 @@ int ctrs_incr(conn *c, const char *name, size_t len, uint64_t n)
             return EXEC_DONE;
         c->last_ce = ce;
     }
-    if (!ce->refilling && ce->wq_head == NULL && ce->end - ce->next >= n) {
+    if (ce->wq_head == NULL && ce->end - ce->next >= n) {
         serve_range(c, ce, n);
         return EXEC_DONE;
     }
@@ -328,23 +349,34 @@ void ctrs_unwait(conn *c)
 
 /* ---- Finished jobs, on the loop --------------------------------------- */
 
-/* A refill is back: the queued connections are answered in order from the
- * new range; those it cannot serve go back to the queue's front, and the
- * next refill starts. A failed refill answers every one of them with the
- * error (each may try again). */
+/* A refill is back: it becomes the range, or the spare when the range
+ * still holds IDs. The queued connections are answered in order; those it
+ * cannot serve go back to the queue's front, and the next refill starts.
+ * Connections that waited for it mean the demand outran a fill: the next
+ * fill is twice as big, up to the batch. A failed refill answers every
+ * one of them with the error (each may try again). */
 static void refill_done(srv *s, job *j)
 {
     cent *ce = j->ce;
     ce->refilling = 0;
     if (j->rc == IDP_OK) {
-        ce->next = j->lo;
-        ce->end = j->hi;
+        uint64_t cap = j->batch / 4 > 0 ? j->batch / 4 : 1;
+        uint64_t grown = j->n * 2 > cap ? cap : j->n * 2;
+        ce->fill = ce->wq_head != NULL && grown > j->n ? grown : j->n;
+        if (ce->next == ce->end) {
+            ce->next = j->lo;
+            ce->end = j->hi;
+        } else {
+            ce->spare_lo = j->lo;
+            ce->spare_hi = j->hi;
+        }
     }
     conn *list = ce->wq_head;
     ce->wq_head = ce->wq_tail = NULL;
     while (list != NULL) {
-        if (j->rc == IDP_OK && (ce->refilling || ce->next == ce->end)) {
-            /* back to the front, before any that queued meanwhile */
+        if (j->rc == IDP_OK && ce->next == ce->end) {
+            /* used up (the spare too): back to the front, before any that
+             * queued meanwhile */
             conn *tail = list;
             while (tail->wnext != NULL)
                 tail = tail->wnext;

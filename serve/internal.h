@@ -167,6 +167,10 @@ struct cent {
     size_t nlen;              /* strlen(name) */
     idp_counter *ctr;
     uint64_t next, end;       /* [next, end): IDs held, never handed out */
+    uint64_t spare_lo, spare_hi; /* a range fetched ahead, above [next,
+                                    end), served once that is used up;
+                                    empty when equal */
+    uint64_t fill;            /* IDs the next refill asks for; 0: unset */
     int refilling;            /* a worker owns the refill */
     conn *wq_head, *wq_tail;  /* connections waiting for the range */
     cent *hnext;
@@ -184,6 +188,7 @@ struct job {
     int rc;
     idp_error err;
     uint64_t lo, hi;          /* REFILL: [lo, hi) */
+    uint64_t batch;           /* REFILL: the engine's batch when it ran */
     uint64_t value;           /* INCRBY: the last ID; GET: the value */
     int exists;
     job *next;
