@@ -105,6 +105,21 @@ static int port_after(const char *text, const char *key)
     return colon != NULL ? atoi(colon + 1) : 0;
 }
 
+/* The server's ready line, "idprime serve: listening on ADDR:PORT", at the
+ * start of a line of its log (the usage text a refused option prints also
+ * says "listening on"); NULL until it is there. */
+static const char *ready_line(const char *log)
+{
+    static const char ready[] = "idprime serve: listening on ";
+    for (const char *p = log; p != NULL; p = strchr(p, '\n')) {
+        if (*p == '\n')
+            p++;
+        if (strncmp(p, ready, sizeof ready - 1) == 0)
+            return p;
+    }
+    return NULL;
+}
+
 int sp_start(sp_server *s, const char *const *args)
 {
     ck_assert_msg(getenv("IDPRIME_SERVE_BIN") != NULL,
@@ -121,8 +136,9 @@ int sp_start(sp_server *s, const char *const *args)
     long long deadline = sp_now_ms() + 30000;
     while (sp_now_ms() < deadline) {
         const char *log = sp_logtext(s);
-        if (strstr(log, "listening on ") != NULL) {
-            s->port = port_after(log, "listening on ");
+        const char *ready = ready_line(log);
+        if (ready != NULL) {
+            s->port = port_after(ready, "listening on ");
             s->mport = port_after(log, "metrics on http://");
             return 0;
         }
