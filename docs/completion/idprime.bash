@@ -19,7 +19,7 @@ _idprime_common_opts="--config --metrics --verbose --help -v -h"
 _idprime_bench_opts="--workload --count -n --chunks --rate --seconds
   --trace --strategies --threads --rtt-ms --no-baseline --param --roundtrips --time-limit --json
   --csv --plot --no-progress"
-_idprime_serve_opts="--listen --requirepass-file --metrics-listen --metrics
+_idprime_serve_opts="--listen --requirepass-file --metrics-listen --metrics --config
   --upstream --counter --max-clients --max-request-bytes --request-timeout-ms
   --idle-timeout-ms --max-counters --workers --verbose --help -v -h"
 _idprime_serve_value_opts="--listen --requirepass-file --metrics-listen
