@@ -25,7 +25,7 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 #define NBUCKETS 14                  /* fetch latency histogram */
-#define LEASE_MAX 256                /* the largest per-thread run, in IDs */
+#define LEASE_MAX 1024               /* the largest per-thread run, in IDs */
 
 typedef struct tstate tstate;
 

@@ -186,7 +186,7 @@ idp_counter *idp_counter_get(idp_client *c, const char *name, idp_error *err);
 /*
  * One ID: never handed out by anyone else, greater than every ID this
  * thread had from this counter before. A warm thread is served from a run
- * of IDs it took from the counter's pool (up to 256, at most a sixteenth of
+ * of IDs it took from the counter's pool (up to 1,024, at most a sixteenth of
  * the batch); it blocks only when the pool is empty, for at most about
  * timeout_ms. On error *id is left unchanged. Hot: neither `ctr` nor `id`
  * is checked.
