@@ -249,52 +249,50 @@ static const char *name_key(lua_State *L, int idx)
     return idp_valid_name(k, len) ? k : NULL;
 }
 
+/* A NULL-terminated list of malloc'ed strings that grows by doubling. */
+typedef struct str_list {
+    char ***v;
+    size_t *n, *cap;
+} str_list;
+
+/* Appends `item` (malloc'ed, or NULL when its allocation failed) to the
+ * list; out of memory, frees it and raises a Lua error. */
+static void list_push(lua_State *L, idp_config *cfg, str_list l, char *item)
+{
+    if (item != NULL && *l.n + 1 >= *l.cap) {
+        size_t cap = *l.cap * 2;
+        char **grown = realloc(*l.v, cap * sizeof *grown);
+        if (grown == NULL) {
+            free(item);
+            item = NULL;
+        } else {
+            *l.v = grown;
+            *l.cap = cap;
+        }
+    }
+    if (item == NULL) {
+        cfg->oom = 1;
+        luaL_error(L, "%s: out of memory", cfg->path);
+    }
+    (*l.v)[(*l.n)++] = item;
+    (*l.v)[*l.n] = NULL;
+}
+
 static void add_param(lua_State *L, idp_config *cfg, const char *key,
                       const char *value)
 {
     size_t need = strlen(key) + strlen(value) + 2;
     char *kv = malloc(need);
-    if (kv != NULL && cfg->nparams + 1 >= cfg->cap) {
-        size_t cap = cfg->cap * 2;
-        char **grown = realloc(cfg->params, cap * sizeof *grown);
-        if (grown == NULL) {
-            free(kv);
-            kv = NULL;
-        } else {
-            cfg->params = grown;
-            cfg->cap = cap;
-        }
-    }
-    if (kv == NULL) {
-        cfg->oom = 1;
-        luaL_error(L, "%s: out of memory", cfg->path);
-    }
-    snprintf(kv, need, "%s=%s", key, value);
-    cfg->params[cfg->nparams++] = kv;
-    cfg->params[cfg->nparams] = NULL;
+    if (kv != NULL)
+        snprintf(kv, need, "%s=%s", key, value);
+    list_push(L, cfg, (str_list){&cfg->params, &cfg->nparams, &cfg->cap}, kv);
 }
 
 /* Records a name of the counters table (idp_config_counters). */
 static void add_counter(lua_State *L, idp_config *cfg, const char *name)
 {
-    char *copy = strdup(name);
-    if (copy != NULL && cfg->ncounters + 1 >= cfg->ccap) {
-        size_t cap = cfg->ccap * 2;
-        char **grown = realloc(cfg->counters, cap * sizeof *grown);
-        if (grown == NULL) {
-            free(copy);
-            copy = NULL;
-        } else {
-            cfg->counters = grown;
-            cfg->ccap = cap;
-        }
-    }
-    if (copy == NULL) {
-        cfg->oom = 1;
-        luaL_error(L, "%s: out of memory", cfg->path);
-    }
-    cfg->counters[cfg->ncounters++] = copy;
-    cfg->counters[cfg->ncounters] = NULL;
+    list_push(L, cfg, (str_list){&cfg->counters, &cfg->ncounters,
+                                 &cfg->ccap}, strdup(name));
 }
 
 /* defaults = { key = value, ... }: any engine or plugin key. */
