@@ -96,6 +96,19 @@ static void check_params(const char *const *params)
     }
 }
 
+/* The counters table's names: valid names, strictly increasing (sorted,
+ * each once). */
+static void check_counters(const char *const *names)
+{
+    FUZZ_CHECK(names != NULL, "NULL counters");
+    for (const char *const *p = names; *p != NULL; p++) {
+        FUZZ_CHECK(options_valid_name(*p, strlen(*p)), "counter name '%s'",
+                   *p);
+        FUZZ_CHECK(p == names || strcmp(p[-1], *p) < 0,
+                   "counter '%s' after '%s': not sorted or twice", *p, p[-1]);
+    }
+}
+
 /* Every setting that names an engine key (a message other than "unknown
  * parameter") must pass the engine alone; the plugin's keys are checked
  * by idp_open, not here. */
@@ -178,6 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_params(params);
     check_engine_accepts(params);
     check_uri(idp_config_uri(cfg), params);
+    check_counters(idp_config_counters(cfg));
     call_policy(cfg);
     idp_config_free(cfg);
     return 0;
