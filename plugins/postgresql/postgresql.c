@@ -39,7 +39,10 @@
  * clients always lock rows in the same order and never deadlock.
  *
  * A clean close gives back in one statement too (idp_lower: UPDATE ...
- * WHERE value = the end of this client's last batch, over three arrays).
+ * WHERE value = the end of this client's last batch, over three arrays,
+ * sorted by key the same way), its rows locked first in the arrays' order
+ * (SELECT ... ORDER BY ... FOR UPDATE), so that it never deadlocks with a
+ * fetch or another client's give-back either.
  *
  * Each connection sets statement_timeout = timeout_ms and the URI's
  * synchronous_commit, and prepares its statements, in one round trip; a
@@ -124,11 +127,18 @@ const char pg_sql_prepare[] =
     " SET value = greatest(c.value, excluded.value)"
     " RETURNING c.value;"
     /* giving back: a row is lowered only while it holds the end of this
-     * client's last batch; the names lowered come back */
+     * client's last batch; the names lowered come back. The rows are
+     * locked first, in the arrays' (key) order: LockRows sits above the
+     * Sort, where a plain UPDATE ... FROM would lock them in the join's
+     * order (often the table's) and could deadlock with a fetch. A row
+     * changed meanwhile is checked again against its expected value. */
     "PREPARE idp_lower(text[], bigint[], bigint[]) AS"
-    " UPDATE idprime_counters AS c SET value = u.v"
-    " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(name, e, v)"
-    " WHERE c.name = u.name AND c.value = u.e"
+    " WITH l AS (SELECT c.name, u.e, u.v FROM idprime_counters AS c"
+    "  JOIN unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY"
+    "  AS u(name, e, v, i) ON c.name = u.name AND c.value = u.e"
+    "  ORDER BY u.i FOR UPDATE OF c)"
+    " UPDATE idprime_counters AS c SET value = l.v FROM l"
+    " WHERE c.name = l.name AND c.value = l.e"
     " RETURNING c.name;"
     "PREPARE idp_get(text) AS"
     " SELECT value FROM idprime_counters WHERE name = $1;"
@@ -464,8 +474,8 @@ static int pg_lower_run(pg_store *s, idp_lower_op *ops, const pg_sorted *v,
  * Every op's compare-and-set in one statement, one round trip and one
  * commit. Should the same key come twice (the host never asks that), one
  * UPDATE could not tell the two apart: then every op goes alone, in turn.
- * Two clients giving back the same counters at once may meet in a
- * deadlock the server breaks by failing one: its IDs are then a gap.
+ * The rows are locked in key order, as a fetch locks them: a give-back
+ * never deadlocks with a fetch or another give-back.
  */
 static int pg_lower(void *store, idp_lower_op *ops, size_t nops,
                     idp_error *err)

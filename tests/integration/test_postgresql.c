@@ -447,8 +447,8 @@ static void wait_for_lock_wait(const server *s)
     while (server_u64(s, "SELECT count(*) FROM pg_stat_activity WHERE "
                       "application_name = 'idprime' AND wait_event_type = "
                       "'Lock'") == 0) {
-        ck_assert_msg(tu_now_ms() < deadline, "the fetch never waited for "
-                      "the row lock");
+        ck_assert_msg(tu_now_ms() < deadline, "idprime's statement never "
+                      "waited for the row lock");
         tu_sleep_ms(10);
     }
 }
@@ -1077,6 +1077,68 @@ START_TEST(test_fork_child_never_repeats_and_leaves_the_parent_session)
 }
 END_TEST
 
+/* ---- Giving back ------------------------------------------------------- */
+
+typedef struct {
+    idp_client *c;
+} one_close;
+
+static void *call_close(void *arg)
+{
+    idp_close(((one_close *)arg)->c);
+    return NULL;
+}
+
+START_TEST(test_give_back_locks_rows_in_key_order)
+{
+    server s;
+    start_pg(&s, NULL);
+    /* 16 counters, fetched from the last key to the first: the table holds
+     * them in the reverse of key order (and 16 are enough for the planner
+     * to join by scanning the table, in its order) */
+    enum { NCTR = 16 };
+    log_clear();
+    idp_client *c = server_open(&s, "?batch=100&low_watermark=0&adaptive=0"
+                                "&timeout_ms=20000", &with_log);
+    char name[NCTR][8];
+    for (int k = NCTR - 1; k >= 0; k--) {
+        snprintf(name[k], sizeof name[k], "g%02d", k);
+        ck_assert_uint_eq(tu_next(tu_counter(c, name[k])), 1);
+        ck_assert_uint_eq(value_on(&s, name[k]), 100);
+    }
+    PGconn *p = raw_open(&s);
+    ck_assert_str_eq(raw_text(p, "SELECT string_agg(name, ',' ORDER BY ctid) "
+                              "FROM idprime_counters WHERE name IN ('g00', "
+                              "'g15')"), "g15,g00");
+
+    /* The test holds the first key's row (its value unchanged), so the
+     * close's give-back waits for it. Locking in key order, it holds no
+     * other row meanwhile, and the test's update of the last key goes
+     * through; locking in the table's order, it would hold that row
+     * already, and the server would break the deadlock by failing one. */
+    raw_text(p, "BEGIN");
+    raw_text(p, "UPDATE idprime_counters SET value = value WHERE name = "
+             "'g00'");
+    one_close o = {.c = c};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, call_close, &o), 0);
+    wait_for_lock_wait(&s);
+    ck_assert_str_eq(raw_state(p, "UPDATE idprime_counters SET value = value"
+                               " WHERE name = 'g15'"), "");
+    raw_text(p, "COMMIT");
+    pthread_join(th, NULL);
+    PQfinish(p);
+    ck_assert_msg(!log_has("giving back"), "the give-back failed:%s",
+                  log_text);
+    /* every counter given back down to the one ID handed out */
+    for (int k = 0; k < NCTR; k++)
+        ck_assert_msg(value_on(&s, name[k]) == 1, "'%s' holds %" PRIu64
+                      " after the close, not 1 (not given back)", name[k],
+                      value_on(&s, name[k]));
+    server_stop(&s, 0);
+}
+END_TEST
+
 int main(void)
 {
     const TTest *ids[] = {
@@ -1100,6 +1162,7 @@ int main(void)
     const TTest *operations[] = {
         test_raise_never_lowers, test_list_finds_counters_by_prefix,
         test_foreign_table_values_are_refused, NULL};
+    const TTest *giveback[] = {test_give_back_locks_rows_in_key_order, NULL};
     const TTest *forks[] = {
         test_fork_child_never_repeats_and_leaves_the_parent_session, NULL};
     const tu_case cases[] = {
@@ -1107,6 +1170,7 @@ int main(void)
         {.name = "uris", .tests = uris},
         {.name = "warnings", .tests = warnings},
         {.name = "operations", .tests = operations},
+        {.name = "giveback", .tests = giveback},
         {.name = "fork", .tests = forks}, {.name = NULL}};
     return tu_run(tu_suite("postgresql", 180, cases));
 }
