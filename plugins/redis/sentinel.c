@@ -67,11 +67,15 @@ typedef struct rs_store {
 
 /* ---- Asking the sentinels ----------------------------------------------- */
 
-/* A connection to sentinel i, as a server of its own (conn.c). */
-static void rs_sentinel_conn(const rs_store *s, size_t i, rd_store *out)
+/* A connection to sentinel i, as a server of its own (conn.c), whose
+ * connect and command may take `ms` each. */
+static void rs_sentinel_conn(const rs_store *s, size_t i, long long ms,
+                             rd_store *out)
 {
     memset(out, 0, sizeof *out);
     rd_setup(out, s->rd.host);
+    out->tv.tv_sec = (time_t)(ms / 1000);
+    out->tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
     out->hostname = s->sentinels[i].host;
     out->port = s->sentinels[i].port;
     out->user = "";
@@ -82,20 +86,25 @@ static void rs_sentinel_conn(const rs_store *s, size_t i, rd_store *out)
 }
 
 /*
- * Asks one sentinel where the master is. Returns IDP_OK with the master's
- * host and port filled, or an error (err filled: unreachable, no such
- * master, an answer that is no address).
+ * Asks one sentinel where the master is, within `ms` for the connect and
+ * as much for the answer. Returns IDP_OK with the master's host and port
+ * filled, or an error (err filled: unreachable, no such master, an answer
+ * that is no address).
  */
-static int rs_ask(rs_store *s, size_t i, idp_error *err)
+static int rs_ask(rs_store *s, size_t i, long long ms, idp_error *err)
 {
     rd_store q;
-    rs_sentinel_conn(s, i, &q);
+    rs_sentinel_conn(s, i, ms, &q);
     const char *argv[] = {"SENTINEL", "get-master-addr-by-name", s->name};
     redisReply *r;
     char shown[64];
     int rc = rd_connect(&q, err);
     if (rc == IDP_OK)
         rc = rd_cmd(&q, "SENTINEL get-master-addr-by-name", 3, argv, &r, err);
+    if (rc == IDP_ETIMEOUT) /* its share, not timeout_ms, and said short:
+                             * every sentinel's reason fits in one message */
+        idp_plugin_error(err, rc, "%s: no answer within its %lld ms",
+                         q.where, ms);
     if (rc != IDP_OK) {
         rd_drop(&q);
         return rc;
@@ -126,15 +135,34 @@ static int rs_ask(rs_store *s, size_t i, idp_error *err)
     return rc;
 }
 
-/* Asks the sentinels in turn; the first that answers moves to the front.
- * On error names every sentinel's reason (err). */
+/*
+ * Asks the sentinels in turn; the first that answers moves to the front.
+ * All of them share one timeout_ms: each sentinel asked gets an equal
+ * share of what is left (half for its connect, half for its answer), so
+ * sentinels that are down or silent fail the lookup within about
+ * timeout_ms, not once per sentinel; one on the same network answers in
+ * well under its share. On error names every sentinel asked and its
+ * reason (err).
+ */
 static int rs_locate(rs_store *s, idp_error *err)
 {
     char why[512] = "";
     size_t at = 0;
+    long long budget = (long long)s->rd.host->timeout_ms;
+    long long deadline = rd_now_ms() + budget;
     for (size_t i = 0; i < s->nsentinels; i++) {
+        long long left = deadline - rd_now_ms();
+        if (left < 1) {
+            int n = snprintf(why + at, sizeof why - at, "%snot asked: %zu "
+                             "sentinel%s, timeout_ms=%u spent", i ? "; " : "",
+                             s->nsentinels - i, s->nsentinels - i == 1
+                                 ? "" : "s", s->rd.host->timeout_ms);
+            at += n > 0 && (size_t)n < sizeof why - at ? (size_t)n : 0;
+            break;
+        }
         idp_error e = {0, ""};
-        if (rs_ask(s, i, &e) == IDP_OK) {
+        long long share = left / (long long)(s->nsentinels - i) / 2;
+        if (rs_ask(s, i, share > 0 ? share : 1, &e) == IDP_OK) {
             rs_sentinel found = s->sentinels[i];
             memmove(s->sentinels + 1, s->sentinels, i * sizeof found);
             s->sentinels[0] = found;
@@ -145,7 +173,10 @@ static int rs_locate(rs_store *s, idp_error *err)
         at += n > 0 && (size_t)n < sizeof why - at ? (size_t)n : 0;
     }
     return idp_plugin_error(err, IDP_ESTORE, "no sentinel named the master "
-                            "'%s': %s", s->name, why);
+                            "'%s' (%zu sentinel%s sharing timeout_ms=%u): %s",
+                            s->name, s->nsentinels,
+                            s->nsentinels == 1 ? "" : "s",
+                            s->rd.host->timeout_ms, why);
 }
 
 /* ROLE of the server just connected: IDP_OK for a master; an error for a

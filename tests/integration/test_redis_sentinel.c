@@ -22,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "harness.h"
 #include "idprime/idprime.h"
@@ -197,6 +200,76 @@ START_TEST(test_lookup_failures_are_named)
     ck_assert_int_eq(err.code, IDP_EINVAL);
     ck_assert_msg(strstr(err.msg, "names no sentinel") != NULL, "%s",
                   err.msg);
+    server_stop(&g.s, 0);
+    server_stop(&g.m, 0);
+}
+END_TEST
+
+/* A listening socket on 127.0.0.1 that nobody accepts on: connects
+ * succeed (the kernel's backlog), commands are never answered. Returns
+ * its fd; *port is set. */
+static int silent_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/*
+ * Guarantee 5 with several sentinels: they share one timeout_ms. Three
+ * silent sentinels (they accept, never answer) before the real one: the
+ * lookup still reaches the real one, and the whole open takes less than
+ * twice timeout_ms (each silent one used to take all of timeout_ms: 3 x
+ * 600 ms). With only silent ones, it fails as soon, naming each.
+ */
+START_TEST(test_silent_sentinels_share_one_timeout)
+{
+    rig g;
+    start_redis(&g.m, NULL);
+    char extra[128];
+    snprintf(extra, sizeof extra, "--sentinel monitor " NAME " 127.0.0.1 %d "
+             "1", g.m.port);
+    ck_assert_int_eq(server_start(&g.s, "redis-sentinel", extra), 0);
+    int port[3], fd[3];
+    for (int i = 0; i < 3; i++)
+        fd[i] = silent_listener(&port[i]);
+    char uri[512];
+    snprintf(uri, sizeof uri, "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d,"
+             "127.0.0.1:%d,127.0.0.1:%d/" NAME "?timeout_ms=600", port[0],
+             port[1], port[2], g.s.port);
+    idp_error err;
+    long long t0 = tu_now_ms();
+    idp_client *c = try_open(uri, &err);
+    long long took = tu_now_ms() - t0;
+    ck_assert_msg(c != NULL, "%s", err.msg);
+    ck_assert_msg(took < 1200, "the open took %lld ms with timeout_ms=600 "
+                  "and three silent sentinels", took);
+    ck_assert_uint_eq(tu_next(tu_counter(c, "ids")), 1);
+    idp_close(c);
+
+    snprintf(uri, sizeof uri, "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d,"
+             "127.0.0.1:%d/" NAME "?timeout_ms=600", port[0], port[1],
+             port[2]);
+    t0 = tu_now_ms();
+    ck_assert_ptr_null(try_open(uri, &err));
+    took = tu_now_ms() - t0;
+    ck_assert_msg(took < 1200, "the failure took %lld ms with "
+                  "timeout_ms=600", took);
+    ck_assert_msg(strstr(err.msg, "3 sentinels sharing timeout_ms=600") !=
+                  NULL, "%s", err.msg);
+    for (int i = 0; i < 3; i++) {
+        char who[64];
+        snprintf(who, sizeof who, "sentinel 127.0.0.1:%d", port[i]);
+        ck_assert_msg(strstr(err.msg, who) != NULL, "%s", err.msg);
+        close(fd[i]);
+    }
     server_stop(&g.s, 0);
     server_stop(&g.m, 0);
 }
@@ -560,6 +633,7 @@ int main(void)
     const TTest *lookup[] = {
         test_ids_come_from_the_master_the_sentinel_names,
         test_lookup_failures_are_named,
+        test_silent_sentinels_share_one_timeout,
         test_readonly_and_a_replica_named_as_master_are_followed,
         test_passwords_of_the_master_and_of_the_sentinels,
         test_bad_parameters_are_refused, NULL};
