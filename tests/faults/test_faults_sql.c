@@ -24,10 +24,8 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +35,7 @@
 #include "harness.h"
 #include "idprime/idprime.h"
 #include "relay.h"
+#include "sql_helpers.h"
 #include "testutil.h"
 
 #define T_MS 300
@@ -49,98 +48,6 @@ static const char *const plugin_of[] = {"postgresql plugin", "mysql plugin"};
 static void start(server *s, const char *kind)
 {
     ck_assert_msg(server_start(s, kind, NULL) == 0, "%s did not start", kind);
-}
-
-/* ---- The whole server: PostgreSQL is a postmaster and its backends ------ */
-
-/* The processes s->pid started, in pids (none but PostgreSQL's have any). */
-static size_t children(const server *s, pid_t *pids, size_t max)
-{
-    DIR *d = opendir("/proc");
-    ck_assert_ptr_nonnull(d);
-    size_t n = 0;
-    for (struct dirent *de; (de = readdir(d)) != NULL && n < max;) {
-        char path[300], line[512];
-        if (de->d_name[0] < '1' || de->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        char *p = fgets(line, sizeof line, f) != NULL ? strrchr(line, ')')
-                                                      : NULL;
-        fclose(f);
-        int ppid = 0;
-        char state;
-        if (p != NULL && sscanf(p + 2, "%c %d", &state, &ppid) == 2 &&
-            ppid == (int)s->pid && state != 'Z')
-            pids[n++] = (pid_t)atoi(de->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
-/* The state letter of pid ('T' stopped, 'Z' dead), or 0 when gone. */
-static char state_of(pid_t pid)
-{
-    char path[64], line[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char *p = fgets(line, sizeof line, f) != NULL ? strrchr(line, ')') : NULL;
-    fclose(f);
-    return p != NULL ? p[2] : 0;
-}
-
-/* SIGSTOP to the server and then to each of its processes (the parent
- * first: it starts no new one), and waits until all are stopped. */
-static void hang_all(const server *s)
-{
-    pid_t pids[128];
-    ck_assert_int_eq(server_pause(s), 0);
-    size_t n = children(s, pids, 128);
-    for (size_t i = 0; i < n; i++)
-        kill(pids[i], SIGSTOP);
-    long long deadline = tu_now_ms() + 2000;
-    for (size_t i = 0; i < n; i++)
-        for (char c; (c = state_of(pids[i])) != 0 && c != 'T' && c != 't' &&
-                     c != 'Z';)
-            ck_assert_msg(tu_now_ms() < deadline, "%s process %d did not "
-                          "stop", s->kind, (int)pids[i]);
-}
-
-static void resume_all(const server *s)
-{
-    pid_t pids[128];
-    size_t n = children(s, pids, 128);
-    for (size_t i = 0; i < n; i++)
-        kill(pids[i], SIGCONT);
-    kill(s->pid, SIGCONT);
-}
-
-/* SIGKILL to every process of the server, as a crash of its machine; the
- * directory stays for server_restart. */
-static void crash_all(server *s)
-{
-    pid_t pids[128];
-    ck_assert_int_eq(server_pause(s), 0);
-    size_t n = children(s, pids, 128);
-    for (size_t i = 0; i < n; i++)
-        kill(pids[i], SIGKILL);
-    server_kill(s);
-    long long deadline = tu_now_ms() + 5000;
-    for (size_t i = 0; i < n; i++)
-        for (char c; (c = state_of(pids[i])) != 0 && c != 'Z';)
-            ck_assert_msg(tu_now_ms() < deadline, "%s process %d survived "
-                          "SIGKILL", s->kind, (int)pids[i]);
-}
-
-static uint64_t prime_calls(idp_counter *ctr)
-{
-    idp_counter_stats st = {.size = sizeof st};
-    idp_counter_stats_get(ctr, &st);
-    return st.prime_calls;
 }
 
 /* ---- 1. Hung, then crashed, under two clients --------------------------- */

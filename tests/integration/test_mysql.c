@@ -21,49 +21,10 @@
 
 #include "harness.h"
 #include "idprime/idprime.h"
+#include "sql_helpers.h"
 #include "testutil.h"
 
 #define TABLE "idprime_counters"
-
-/* ---- The log ------------------------------------------------------------ */
-
-/* Everything the library logged, a "\nLEVEL:message" line each. */
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char log_text[32768];
-
-static void log_cb(void *ud, int level, const char *msg)
-{
-    (void)ud;
-    pthread_mutex_lock(&log_mu);
-    size_t n = strlen(log_text);
-    snprintf(log_text + n, sizeof log_text - n, "\n%d:%s", level, msg);
-    pthread_mutex_unlock(&log_mu);
-}
-
-static int log_has(const char *text)
-{
-    pthread_mutex_lock(&log_mu);
-    int found = strstr(log_text, text) != NULL;
-    pthread_mutex_unlock(&log_mu);
-    return found;
-}
-
-static void log_clear(void)
-{
-    pthread_mutex_lock(&log_mu);
-    log_text[0] = '\0';
-    pthread_mutex_unlock(&log_mu);
-}
-
-static const idp_options with_log = {.size = sizeof(idp_options),
-                                     .log = log_cb};
-
-/* idp_open with the log; err is cleared first. */
-static idp_client *try_open(const char *uri, idp_error *err)
-{
-    memset(err, 0, sizeof *err);
-    return idp_open(uri, &with_log, err);
-}
 
 /* ---- The server, read directly ---------------------------------------- */
 
@@ -212,11 +173,6 @@ static size_t plugin_connections(const server *s, unsigned long *ids,
     mysql_free_result(r);
     mysql_close(m);
     return n;
-}
-
-static uint64_t prime_calls(idp_counter *ctr)
-{
-    return tu_stats(ctr).prime_calls;
 }
 
 #define MSG_HAS(err, text)                                                 \

@@ -11,11 +11,9 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,45 +25,10 @@
 
 #include "harness.h"
 #include "idprime/idprime.h"
+#include "sql_helpers.h"
 #include "testutil.h"
 
-/* ---- The log ------------------------------------------------------------ */
-
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char log_text[32768];   /* "\nLEVEL:message" a line each */
-
-static void log_cb(void *ud, int level, const char *msg)
-{
-    (void)ud;
-    pthread_mutex_lock(&log_mu);
-    size_t n = strlen(log_text);
-    snprintf(log_text + n, sizeof log_text - n, "\n%d:%s", level, msg);
-    pthread_mutex_unlock(&log_mu);
-}
-
-static void log_clear(void)
-{
-    pthread_mutex_lock(&log_mu);
-    log_text[0] = '\0';
-    pthread_mutex_unlock(&log_mu);
-}
-
-static int log_has(const char *text)
-{
-    pthread_mutex_lock(&log_mu);
-    int found = strstr(log_text, text) != NULL;
-    pthread_mutex_unlock(&log_mu);
-    return found;
-}
-
-static const idp_options with_log = {.size = sizeof(idp_options),
-                                     .log = log_cb};
-
-static idp_client *try_open(const char *uri, idp_error *err)
-{
-    memset(err, 0, sizeof *err);
-    return idp_open(uri, &with_log, err);
-}
+/* ---- Messages (the log is in sql_helpers.c) ----------------------------- */
 
 static void msg_has(const idp_error *err, const char *want)
 {
@@ -86,90 +49,6 @@ static const char *pg_uri(const server *s, const char *query)
 {
     static char uri[512];
     return server_uri(s, query, uri, sizeof uri);
-}
-
-/* The pids whose parent is the postmaster: its backends and helpers. */
-static size_t children(const server *s, pid_t *pids, size_t max)
-{
-    DIR *d = opendir("/proc");
-    size_t n = 0;
-    struct dirent *e;
-    ck_assert_ptr_nonnull(d);
-    while ((e = readdir(d)) != NULL && n < max) {
-        char path[300], line[512];
-        if (e->d_name[0] < '1' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        char *p = fgets(line, sizeof line, f) != NULL ? strrchr(line, ')')
-                                                      : NULL;
-        fclose(f);
-        int ppid = 0;
-        char state;
-        if (p != NULL && sscanf(p + 2, "%c %d", &state, &ppid) == 2 &&
-            ppid == (int)s->pid && state != 'Z')
-            pids[n++] = (pid_t)atoi(e->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
-/* The state letter of pid in /proc ('T' stopped), or 0 when gone. */
-static char proc_state(pid_t pid)
-{
-    char path[64], line[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char *p = fgets(line, sizeof line, f) != NULL ? strrchr(line, ')') : NULL;
-    fclose(f);
-    return p != NULL ? p[2] : 0;
-}
-
-/* Hangs every process of the server (SIGSTOP), postmaster first so that
- * it starts no new one, and waits until they are all stopped. */
-static void hang_all(const server *s)
-{
-    pid_t pids[128];
-    ck_assert_int_eq(server_pause(s), 0);
-    size_t n = children(s, pids, 128);
-    for (size_t i = 0; i < n; i++)
-        kill(pids[i], SIGSTOP);
-    long long deadline = tu_now_ms() + 2000;
-    for (size_t i = 0; i < n; i++)
-        while (proc_state(pids[i]) != 0 && proc_state(pids[i]) != 'T' &&
-               proc_state(pids[i]) != 't' && tu_now_ms() < deadline)
-            tu_sleep_ms(2);
-}
-
-static void resume_all(const server *s)
-{
-    pid_t pids[128];
-    size_t n = children(s, pids, 128);
-    for (size_t i = 0; i < n; i++)
-        kill(pids[i], SIGCONT);
-    kill(s->pid, SIGCONT);
-}
-
-/* A crash of the whole server: every process SIGKILLed (the postmaster
- * stopped first, so that it does not react), then waits until they are
- * gone. The directory stays for server_restart. */
-static void crash_all(server *s)
-{
-    pid_t pids[128];
-    ck_assert_int_eq(server_pause(s), 0);
-    size_t n = children(s, pids, 128);
-    for (size_t i = 0; i < n; i++)
-        kill(pids[i], SIGKILL);
-    server_kill(s);
-    long long deadline = tu_now_ms() + 5000;
-    for (size_t i = 0; i < n; i++)
-        while (proc_state(pids[i]) != 0 && proc_state(pids[i]) != 'Z' &&
-               tu_now_ms() < deadline)
-            tu_sleep_ms(5);
 }
 
 /* ---- The server, read with libpq directly ------------------------------- */
@@ -262,13 +141,6 @@ static int idprime_backends(const server *s, int *pids)
     PQclear(r);
     PQfinish(c);
     return n;
-}
-
-static uint64_t prime_calls(idp_counter *ctr)
-{
-    idp_counter_stats st = {.size = sizeof st};
-    idp_counter_stats_get(ctr, &st);
-    return st.prime_calls;
 }
 
 /* ---- IDs ---------------------------------------------------------------- */

@@ -1,0 +1,39 @@
+/*
+ * sql_helpers.h - what the PostgreSQL and MariaDB suites (test_postgresql,
+ * test_mysql, test_faults_sql) share; see sql_helpers.c.
+ */
+#ifndef IDPRIME_SQL_HELPERS_H
+#define IDPRIME_SQL_HELPERS_H
+
+#include <stdint.h>
+
+#include "harness.h"
+#include "idprime/idprime.h"
+
+/* Everything the library logged, a "\nLEVEL:message" line each. */
+extern char log_text[32768];
+void log_clear(void);
+int log_has(const char *text);
+
+/* Every client of the tests logs into log_text. */
+extern const idp_options with_log;
+
+/* idp_open with the log; err is cleared first. */
+idp_client *try_open(const char *uri, idp_error *err);
+
+/* The counter's prime_calls (fetches from the store) so far. */
+uint64_t prime_calls(idp_counter *ctr);
+
+/* Hangs every process of the server (SIGSTOP), the parent first, and
+ * waits until all are stopped; fails the test if one does not stop. */
+void hang_all(const server *s);
+
+/* SIGCONT to every process of the server. */
+void resume_all(const server *s);
+
+/* A crash of the server's machine: every process SIGKILLed, and gone
+ * before it returns (or the test fails). The directory stays for
+ * server_restart. */
+void crash_all(server *s);
+
+#endif
