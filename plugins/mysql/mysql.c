@@ -62,6 +62,7 @@
  * URI, the table, durability); conn.c the connection.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,84 @@ static void ms_sql_incr(ms_sql *b, const ms_store *s, const char *key,
     ms_sql_add(b, ", LAST_INSERT_ID(%" PRIu64 ")) ON DUPLICATE KEY UPDATE "
                "value = LAST_INSERT_ID(IF(value <= %" PRIu64 " - %" PRIu64
                ", value + %" PRIu64 ", value))", n, IDP_MAX_VALUE, n, n);
+}
+
+/* ---- Several statements in one round trip ------------------------------- */
+
+/* What incr_many and lower share: the statements' text, each one's name in
+ * messages (what) and op (idx), and every answer (out, errs). */
+typedef struct ms_batch {
+    ms_sql sql;
+    size_t n;                /* statements added */
+    size_t *idx;             /* statement j is for op idx[j] */
+    char (*whats)[300];
+    const char **wp;         /* whats[j], as ms_run takes them */
+    ms_outcome *out;
+    idp_error *errs;
+} ms_batch;
+
+static void ms_batch_free(ms_batch *t)
+{
+    if (t->out != NULL)
+        ms_outcomes_free(t->out, t->n);
+    free(t->sql.p);
+    free(t->idx);
+    free(t->whats);
+    free(t->wp);
+    free(t->out);
+    free(t->errs);
+}
+
+/* Starts a call of nops statements at the most: the deadline, the
+ * connection, room for them all. On error fills err (`ops` says what the
+ * memory was for) with nothing left to free. */
+static int ms_batch_start(ms_store *s, ms_batch *t, size_t nops,
+                          const char *ops, idp_error *err)
+{
+    memset(t, 0, sizeof *t);
+    ms_deadline_start(s);
+    int rc = ms_ready(s, err);
+    if (rc != IDP_OK)
+        return rc;
+    t->idx = calloc(nops, sizeof *t->idx);
+    t->whats = calloc(nops, sizeof *t->whats);
+    t->wp = calloc(nops, sizeof *t->wp);
+    t->out = calloc(nops, sizeof *t->out);
+    t->errs = calloc(nops, sizeof *t->errs);
+    if (t->idx == NULL || t->whats == NULL || t->wp == NULL ||
+        t->out == NULL || t->errs == NULL) {
+        ms_batch_free(t);
+        return idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu %s",
+                                nops, ops);
+    }
+    return IDP_OK;
+}
+
+/* Starts the next statement, for op i, named by fmt in messages; the
+ * caller then appends its text to t->sql. */
+static void ms_batch_add(ms_batch *t, size_t i, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void ms_batch_add(ms_batch *t, size_t i, const char *fmt, ...)
+{
+    if (t->n > 0)
+        ms_sql_add(&t->sql, ";");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->whats[t->n], sizeof t->whats[t->n], fmt, ap);
+    va_end(ap);
+    t->wp[t->n] = t->whats[t->n];
+    t->idx[t->n++] = i;
+}
+
+/* Sends the statements added, if any, and reads every answer into
+ * t->out and t->errs. Fails (err filled) only when out of memory for the
+ * text: a statement's own failure is in its outcome. */
+static int ms_batch_run(ms_store *s, ms_batch *t, idp_error *err)
+{
+    int rc = ms_sql_failed(&t->sql, err);
+    if (rc == IDP_OK && t->n > 0)
+        ms_run(s, t->wp, t->sql.p, t->sql.len, t->n, t->out, t->errs);
+    return rc;
 }
 
 /* ---- Increments ---------------------------------------------------------- */
@@ -214,58 +293,31 @@ static int ms_incr_many(void *store, idp_incr_op *ops, size_t nops,
 {
     ms_store *s = store;
     idp_error *err = err_ops; /* the whole call's error: err_ops[0] */
-    ms_deadline_start(s);
-    int rc = ms_ready(s, err);
+    ms_batch t;
+    int rc = ms_batch_start(s, &t, nops, "increments", err);
     if (rc != IDP_OK)
         return rc;
-    size_t *idx = calloc(nops, sizeof *idx);
-    char (*whats)[300] = calloc(nops, sizeof *whats);
-    const char **wp = calloc(nops, sizeof *wp);
-    ms_outcome *out = calloc(nops, sizeof *out);
-    idp_error *errs = calloc(nops, sizeof *errs);
-    ms_sql b = {0};
-    if (idx == NULL || whats == NULL || wp == NULL || out == NULL ||
-        errs == NULL) {
-        rc = idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
-                              "increments", nops);
-        goto done;
-    }
-    size_t n = 0;
     for (size_t i = 0; i < nops; i++) {
         ops[i].value = 0;
-        ops[i].status = ms_check_op(s, ops[i].key, ops[i].n, &errs[n]);
+        ops[i].status = ms_check_op(s, ops[i].key, ops[i].n, &t.errs[t.n]);
         if (ops[i].status != IDP_OK) {
             if (err_ops != NULL)
-                err_ops[i] = errs[n];
+                err_ops[i] = t.errs[t.n];
             continue;
         }
-        if (n > 0)
-            ms_sql_add(&b, ";");
-        ms_sql_incr(&b, s, ops[i].key, ops[i].n);
-        snprintf(whats[n], sizeof whats[n], "incrementing '%s' by %" PRIu64
-                 " (%zu of %zu in one round trip)", ops[i].key, ops[i].n,
-                 i + 1, nops);
-        wp[n] = whats[n];
-        idx[n++] = i;
+        ms_batch_add(&t, i, "incrementing '%s' by %" PRIu64 " (%zu of %zu "
+                     "in one round trip)", ops[i].key, ops[i].n, i + 1, nops);
+        ms_sql_incr(&t.sql, s, ops[i].key, ops[i].n);
     }
-    if ((rc = ms_sql_failed(&b, err)) != IDP_OK || n == 0)
-        goto done;
-    ms_run(s, wp, b.p, b.len, n, out, errs);
-    for (size_t j = 0; j < n; j++) {
-        idp_incr_op *op = &ops[idx[j]];
-        op->status = ms_incr_outcome(s, op->key, op->n, &out[j], &op->value,
-                                     &errs[j]);
+    rc = ms_batch_run(s, &t, err);
+    for (size_t j = 0; rc == IDP_OK && j < t.n; j++) {
+        idp_incr_op *op = &ops[t.idx[j]];
+        op->status = ms_incr_outcome(s, op->key, op->n, &t.out[j], &op->value,
+                                     &t.errs[j]);
         if (op->status != IDP_OK && err_ops != NULL)
-            err_ops[idx[j]] = errs[j];
+            err_ops[t.idx[j]] = t.errs[j];
     }
-    ms_outcomes_free(out, n);
-done:
-    free(b.p);
-    free(idx);
-    free(whats);
-    free(wp);
-    free(out);
-    free(errs);
+    ms_batch_free(&t);
     return rc;
 }
 
@@ -283,23 +335,10 @@ static int ms_lower(void *store, idp_lower_op *ops, size_t nops,
                     idp_error *err)
 {
     ms_store *s = store;
-    ms_deadline_start(s);
-    int rc = ms_ready(s, err);
+    ms_batch t;
+    int rc = ms_batch_start(s, &t, nops, "counters to give back", err);
     if (rc != IDP_OK)
         return rc;
-    size_t *idx = calloc(nops, sizeof *idx);
-    char (*whats)[300] = calloc(nops, sizeof *whats);
-    const char **wp = calloc(nops, sizeof *wp);
-    ms_outcome *out = calloc(nops, sizeof *out);
-    idp_error *errs = calloc(nops, sizeof *errs);
-    ms_sql b = {0};
-    if (idx == NULL || whats == NULL || wp == NULL || out == NULL ||
-        errs == NULL) {
-        rc = idp_plugin_error(err, IDP_ENOMEM, "out of memory for %zu "
-                              "counters to give back", nops);
-        goto done;
-    }
-    size_t n = 0;
     for (size_t i = 0; i < nops; i++) {
         idp_lower_op *op = &ops[i];
         op->done = 0;
@@ -309,33 +348,20 @@ static int ms_lower(void *store, idp_lower_op *ops, size_t nops,
             op->status = IDP_EINVAL;
             continue;
         }
-        if (n > 0)
-            ms_sql_add(&b, ";");
-        ms_sql_add(&b, "UPDATE `%s` SET value = %" PRIu64 " WHERE name = ",
+        ms_batch_add(&t, i, "giving back '%s' (%zu of %zu in one round "
+                     "trip)", op->key, i + 1, nops);
+        ms_sql_add(&t.sql, "UPDATE `%s` SET value = %" PRIu64 " WHERE name = ",
                    s->table, op->value);
-        ms_sql_key(&b, op->key, strlen(op->key));
-        ms_sql_add(&b, " AND value = %" PRIu64, op->expect);
-        snprintf(whats[n], sizeof whats[n], "giving back '%s' (%zu of %zu "
-                 "in one round trip)", op->key, i + 1, nops);
-        wp[n] = whats[n];
-        idx[n++] = i;
+        ms_sql_key(&t.sql, op->key, strlen(op->key));
+        ms_sql_add(&t.sql, " AND value = %" PRIu64, op->expect);
     }
-    if ((rc = ms_sql_failed(&b, err)) != IDP_OK || n == 0)
-        goto done;
-    ms_run(s, wp, b.p, b.len, n, out, errs);
-    for (size_t j = 0; j < n; j++) {
-        idp_lower_op *op = &ops[idx[j]];
-        op->status = out[j].code;
-        op->done = out[j].code == IDP_OK && out[j].affected == 1;
+    rc = ms_batch_run(s, &t, err);
+    for (size_t j = 0; rc == IDP_OK && j < t.n; j++) {
+        idp_lower_op *op = &ops[t.idx[j]];
+        op->status = t.out[j].code;
+        op->done = t.out[j].code == IDP_OK && t.out[j].affected == 1;
     }
-    ms_outcomes_free(out, n);
-done:
-    free(b.p);
-    free(idx);
-    free(whats);
-    free(wp);
-    free(out);
-    free(errs);
+    ms_batch_free(&t);
     return rc;
 }
 
