@@ -1,14 +1,12 @@
 /*
- * redis_helpers.c - what the redis suites share: the log every client
- * writes into, starting servers and replicas, and inline commands sent over
- * a raw socket to read the server's own counts and values (so the tests
- * link no Redis client).
+ * redis_helpers.c - what the redis suites share: starting servers and
+ * replicas, and inline commands sent over a raw socket to read the
+ * server's own counts and values (so the tests link no Redis client).
  */
 #define _GNU_SOURCE  /* memmem */
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,44 +16,6 @@
 #include <arpa/inet.h>
 
 #include "redis_helpers.h"
-
-/* Everything the library logged, a "\nLEVEL:message" line each. */
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-char log_text[32768];
-
-static void log_cb(void *ud, int level, const char *msg)
-{
-    (void)ud;
-    pthread_mutex_lock(&log_mu);
-    size_t n = strlen(log_text);
-    snprintf(log_text + n, sizeof log_text - n, "\n%d:%s", level, msg);
-    pthread_mutex_unlock(&log_mu);
-}
-
-void log_clear(void)
-{
-    pthread_mutex_lock(&log_mu);
-    log_text[0] = '\0';
-    pthread_mutex_unlock(&log_mu);
-}
-
-int log_has(const char *text)
-{
-    pthread_mutex_lock(&log_mu);
-    int found = strstr(log_text, text) != NULL;
-    pthread_mutex_unlock(&log_mu);
-    return found;
-}
-
-/* Every client of the tests logs into log_text. */
-const idp_options with_log = {.size = sizeof(idp_options),
-                                     .log = log_cb};
-
-idp_client *try_open(const char *uri, idp_error *err)
-{
-    memset(err, 0, sizeof *err);
-    return idp_open(uri, &with_log, err);
-}
 
 void start_redis(server *s, const char *extra)
 {

@@ -10,17 +10,7 @@
 
 #include "harness.h"
 #include "idprime/idprime.h"
-
-/* Everything the library logged, a "\nLEVEL:message" line each. */
-extern char log_text[32768];
-void log_clear(void);
-int log_has(const char *text);
-
-/* Every client of the tests logs into log_text. */
-extern const idp_options with_log;
-
-/* idp_open with the log; err is cleared first. */
-idp_client *try_open(const char *uri, idp_error *err);
+#include "log_helpers.h"
 
 /* Starts redis-server (extra arguments may be NULL); fails the test if not. */
 void start_redis(server *s, const char *extra);

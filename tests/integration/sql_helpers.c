@@ -1,13 +1,12 @@
 /*
- * sql_helpers.c - what the PostgreSQL and MariaDB suites share: the log
- * every client writes into, and faults that hit every process of the
- * server. PostgreSQL is a postmaster and its backends: the postmaster
+ * sql_helpers.c - faults that hit every process of a server, shared by
+ * the PostgreSQL and MariaDB suites and test_fork (the log they assert on
+ * is log_helpers.c's). PostgreSQL is a postmaster and its backends: the postmaster
  * alone stopped or killed would leave its backends serving. mariadbd is
  * one process, so for it these are the harness's own pause and kill.
  */
 #include <check.h>
 #include <dirent.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,43 +14,6 @@
 
 #include "sql_helpers.h"
 #include "testutil.h"
-
-/* Everything the library logged, a "\nLEVEL:message" line each. */
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-char log_text[32768];
-
-static void log_cb(void *ud, int level, const char *msg)
-{
-    (void)ud;
-    pthread_mutex_lock(&log_mu);
-    size_t n = strlen(log_text);
-    snprintf(log_text + n, sizeof log_text - n, "\n%d:%s", level, msg);
-    pthread_mutex_unlock(&log_mu);
-}
-
-void log_clear(void)
-{
-    pthread_mutex_lock(&log_mu);
-    log_text[0] = '\0';
-    pthread_mutex_unlock(&log_mu);
-}
-
-int log_has(const char *text)
-{
-    pthread_mutex_lock(&log_mu);
-    int found = strstr(log_text, text) != NULL;
-    pthread_mutex_unlock(&log_mu);
-    return found;
-}
-
-/* Every client of the tests logs into log_text. */
-const idp_options with_log = {.size = sizeof(idp_options), .log = log_cb};
-
-idp_client *try_open(const char *uri, idp_error *err)
-{
-    memset(err, 0, sizeof *err);
-    return idp_open(uri, &with_log, err);
-}
 
 uint64_t prime_calls(idp_counter *ctr)
 {

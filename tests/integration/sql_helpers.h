@@ -1,6 +1,7 @@
 /*
- * sql_helpers.h - what the PostgreSQL and MariaDB suites (test_postgresql,
- * test_mysql, test_faults_sql) share; see sql_helpers.c.
+ * sql_helpers.h - faults on every process of a server, which the
+ * PostgreSQL and MariaDB suites (test_postgresql, test_mysql,
+ * test_faults_sql) and test_fork share; see sql_helpers.c.
  */
 #ifndef IDPRIME_SQL_HELPERS_H
 #define IDPRIME_SQL_HELPERS_H
@@ -9,17 +10,7 @@
 
 #include "harness.h"
 #include "idprime/idprime.h"
-
-/* Everything the library logged, a "\nLEVEL:message" line each. */
-extern char log_text[32768];
-void log_clear(void);
-int log_has(const char *text);
-
-/* Every client of the tests logs into log_text. */
-extern const idp_options with_log;
-
-/* idp_open with the log; err is cleared first. */
-idp_client *try_open(const char *uri, idp_error *err);
+#include "log_helpers.h"
 
 /* The counter's prime_calls (fetches from the store) so far. */
 uint64_t prime_calls(idp_counter *ctr);

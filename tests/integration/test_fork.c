@@ -38,7 +38,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -52,6 +51,7 @@
 #include "harness.h"
 #include "idprime/idprime.h"
 #include "redis_helpers.h"
+#include "sql_helpers.h"
 #include "testutil.h"
 
 #ifdef UNDER_TSAN
@@ -707,79 +707,13 @@ END_TEST
 
 /* ---- 5. idp_close in a child that never used the client ---------------- */
 
-/* The processes the postmaster pid started (its backends), in pids. */
-static size_t pg_children(pid_t pid, pid_t *pids, size_t max)
-{
-    DIR *d = opendir("/proc");
-    ck_assert_ptr_nonnull(d);
-    size_t n = 0;
-    for (struct dirent *de; (de = readdir(d)) != NULL && n < max;) {
-        char path[300], line[512];
-        if (de->d_name[0] < '1' || de->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        char *p = fgets(line, sizeof line, f) != NULL ? strrchr(line, ')')
-                                                      : NULL;
-        fclose(f);
-        int ppid = 0;
-        char state;
-        if (p != NULL && sscanf(p + 2, "%c %d", &state, &ppid) == 2 &&
-            ppid == (int)pid && state != 'Z')
-            pids[n++] = (pid_t)atoi(de->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
-/* 1 when pid is stopped (or gone). */
-static int stopped(pid_t pid)
-{
-    char path[64], line[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 1;
-    char *p = fgets(line, sizeof line, f) != NULL ? strrchr(line, ')') : NULL;
-    fclose(f);
-    return p == NULL || p[2] == 'T' || p[2] == 't' || p[2] == 'Z';
-}
-
-/* PostgreSQL hangs only with its backends: SIGSTOP the postmaster first
- * (so that it starts no new one), then each backend, and wait until
- * every one is stopped. */
-static void pg_hang(const server *s, int sig)
-{
-    pid_t pids[128];
-    if (sig == SIGSTOP)
-        ck_assert_int_eq(server_pause(s), 0);
-    size_t n = pg_children(s->pid, pids, 128);
-    for (size_t i = 0; i < n; i++)
-        kill(pids[i], sig);
-    if (sig == SIGCONT) {
-        kill(s->pid, SIGCONT);
-        return;
-    }
-    long long deadline = tu_now_ms() + 2000;
-    for (size_t i = 0; i < n; i++)
-        while (!stopped(pids[i]))
-            ck_assert_msg(tu_now_ms() < deadline, "postgres backend %d did "
-                          "not stop", (int)pids[i]);
-}
-
 /* The store hangs: the server stopped (SIGSTOP; PostgreSQL with its
  * backends), the SQLite file locked by another connection. Returns that
  * connection (sqlite). */
 static sqlite3 *hang_store(env *e)
 {
-    if (e->kind == POSTGRESQL) {
-        pg_hang(&e->srv, SIGSTOP);
-        return NULL;
-    }
     if (e->kind != SQLITE) {
-        ck_assert_int_eq(server_pause(&e->srv), 0);
+        hang_all(&e->srv);
         return NULL;
     }
     sqlite3 *db = NULL;
@@ -793,12 +727,8 @@ static sqlite3 *hang_store(env *e)
 
 static void unhang_store(env *e, sqlite3 *db)
 {
-    if (e->kind == POSTGRESQL) {
-        pg_hang(&e->srv, SIGCONT);
-        return;
-    }
     if (e->kind != SQLITE) {
-        ck_assert_int_eq(kill(e->srv.pid, SIGCONT), 0);
+        resume_all(&e->srv);
         return;
     }
     ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
