@@ -115,6 +115,17 @@ static void rig_start(rig *g)
     sentinel_wait_replicas(&g->s, NAME, 2);
 }
 
+/* A master alone and a sentinel (quorum 1) watching it: for the
+ * lookup's failures, where no failover happens. */
+static void small_rig_start(rig *g)
+{
+    char extra[128];
+    start_redis(&g->m, NULL);
+    snprintf(extra, sizeof extra, "--sentinel monitor " NAME " 127.0.0.1 %d "
+             "1", g->m.port);
+    ck_assert_int_eq(server_start(&g->s, "redis-sentinel", extra), 0);
+}
+
 static void rig_stop(rig *g)
 {
     server_stop(&g->s, 0);
@@ -169,11 +180,7 @@ END_TEST
 START_TEST(test_lookup_failures_are_named)
 {
     rig g;
-    start_redis(&g.m, NULL);
-    char extra[128];
-    snprintf(extra, sizeof extra, "--sentinel monitor " NAME " 127.0.0.1 %d "
-             "1", g.m.port);
-    ck_assert_int_eq(server_start(&g.s, "redis-sentinel", extra), 0);
+    small_rig_start(&g);
     idp_error err;
     /* a name the sentinel does not monitor */
     ck_assert_ptr_null(try_open(sentinel_uri(&g.s, "nosuch", NULL), &err));
@@ -232,11 +239,7 @@ static int silent_listener(int *port)
 START_TEST(test_silent_sentinels_share_one_timeout)
 {
     rig g;
-    start_redis(&g.m, NULL);
-    char extra[128];
-    snprintf(extra, sizeof extra, "--sentinel monitor " NAME " 127.0.0.1 %d "
-             "1", g.m.port);
-    ck_assert_int_eq(server_start(&g.s, "redis-sentinel", extra), 0);
+    small_rig_start(&g);
     int port[3], fd[3];
     for (int i = 0; i < 3; i++)
         fd[i] = silent_listener(&port[i]);
