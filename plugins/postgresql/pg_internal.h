@@ -81,4 +81,10 @@ PG_HIDDEN int pg_exec(pg_store *s, const char *what, const char *stmt,
 /* The statements pg_connect prepares once s->prepared is set. */
 PG_HIDDEN extern const char pg_sql_prepare[];
 
+/* postgresql.c: frees the store and its connection. */
+PG_HIDDEN void pg_close(void *store);
+
+/* open.c: the plugin's open. */
+PG_HIDDEN int pg_open(const idp_host *host, void **store, idp_error *err);
+
 #endif
